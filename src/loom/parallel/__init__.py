@@ -1,8 +1,14 @@
 """Data-parallel training: DistributedDataParallel with bucketing, overlap and static graph.
 
-API-compatible with ``torch.nn.parallel.DistributedDataParallel``. Being built: see the project's issues.
+API-compatible with ``torch.nn.parallel.DistributedDataParallel``: porting is an import change.
 """
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from loom.parallel._bucketing import BucketSpec, plan_buckets
+
+__all__ = ["BucketSpec", "plan_buckets"]
+
+for _obj in (BucketSpec, plan_buckets):
+    _obj.__module__ = __name__
+del _obj
