@@ -1,0 +1,284 @@
+"""One live iteration of a pipe graph: the chain of raw iterators, its side states, save and restore.
+
+# NOTE [iterator state format]
+# ``iter(pipe).state_dict()`` is a nested dict of plain data, one level per pipe, from the output
+# pipe down to the sources:
+#
+#   {"version": 1, "pipe": "Batcher", "state": {...its own...}, "source": {"pipe": "Mapper", ...}}
+#
+# A pipe with one source nests it under "source" (SOURCE_KEY), with several under "sources"
+# (SOURCES_KEY, a list in ``_sources()`` order), with none under neither. "pipe" is the class name:
+# restoring checks it level by level, so a state taken from a different pipeline fails with the path
+# of the first mismatch instead of silently misaligning.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from operator import itemgetter
+from typing import Any
+
+from loom.data._datapipe import IterDataPipe, _is_native
+
+__all__ = ["PipeIterator", "profiling"]
+
+STATE_VERSION = 1
+VERSION_KEY = "version"
+PIPE_KEY = "pipe"
+STATE_KEY = "state"
+SOURCE_KEY = "source"
+SOURCES_KEY = "sources"
+
+_second = itemgetter(1)
+_PROFILING = [False]
+
+
+def profiling(enabled: bool | None = None) -> bool:
+    """Switch per-stage element counting on or off for iterators created afterwards; returns the setting.
+
+    With profiling on, ``iter(pipe).profile()`` lists how many elements each stage has produced.
+    Off (the default), no counting code is on the per-element path.
+
+    Example:
+        >>> from loom.data import profiling
+        >>> from loom.data.iter import IterableWrapper
+        >>> _ = profiling(True)
+        >>> it = iter(IterableWrapper(range(5)).filter(lambda x: x % 2 == 0))
+        >>> _ = list(it)
+        >>> [(row["pipe"], row["produced"]) for row in it.profile()]
+        [('Filter', 3), ('IterableWrapper', 5)]
+        >>> _ = profiling(False)
+    """
+    if enabled is not None:
+        _PROFILING[0] = bool(enabled)
+    return _PROFILING[0]
+
+
+class Context:
+    """What one iteration's pipes may ask for while starting: seeds, sharding, worker info."""
+
+    def __init__(self, root: Any) -> None:
+        from loom.data._random import worker_info
+
+        self.root = root
+        self.worker = worker_info()
+        self.shard: tuple[int, int] | None = None  # set while building a pipe: upstream sharding
+        self._base_seed: int | None = None
+        self._positions: dict[int, int] | None = None
+        self.sharding_filters = 0
+
+    def seed_for(self, pipe: Any) -> int:
+        """A seed for one random pipe for this epoch; see NOTE [seeds] in _random.py."""
+        from loom.data._random import seed_for
+
+        return seed_for(self, pipe)
+
+    def position(self, pipe: Any) -> int:
+        if self._positions is None:
+            from loom.data._graph import list_dps, traverse_dps
+
+            self._positions = {id(p): i for i, p in enumerate(list_dps(traverse_dps(self.root)))}
+        return self._positions.get(id(pipe), -1)
+
+    def base_seed(self) -> int:
+        if self._base_seed is None:
+            from loom.data._random import draw_base_seed
+
+            self._base_seed = draw_base_seed(self.worker)
+        return self._base_seed
+
+
+class _Node:
+    """A pipe's part of one iteration: its raw iterator, side state and source nodes."""
+
+    __slots__ = ("counter", "it", "pipe", "shard", "sources", "state")
+
+    def __init__(self, pipe: Any) -> None:
+        self.pipe = pipe
+        self.sources: list[_Node] = []
+        self.state: Any = None
+        self.it: Iterator[Any] = iter(())
+        self.shard: tuple[int, int] | None = None
+        self.counter: Any = None
+
+    def name(self) -> str:
+        return type(self.pipe).__name__
+
+
+def _build(pipe: Any, ctx: Context, saved: dict[str, Any] | None, path: str) -> _Node:
+    node = _Node(pipe)
+    if not _is_native(pipe):
+        it = iter(pipe)
+        if saved is not None:
+            if not (hasattr(it, "load_state_dict") and hasattr(it, "state_dict")):
+                raise RuntimeError(_not_resumable(node, path))
+            _check_name(node, saved, path)
+            it.load_state_dict(saved[STATE_KEY])
+        node.state = it
+        node.it = it
+        return _count(node)
+    srcs = pipe._sources()
+    if saved is not None:
+        _check_name(node, saved, path)
+    for i, src in enumerate(srcs):
+        sub = None
+        if saved is not None:
+            sub = _sub_state(saved, len(srcs), i, path, node)
+        sub_path = f"{path}.{SOURCE_KEY}" if len(srcs) == 1 else f"{path}.{SOURCES_KEY}[{i}]"
+        node.sources.append(_build(src, ctx, sub, sub_path))
+    shards = [s.shard for s in node.sources if s.shard is not None]
+    ctx.shard = shards[0] if shards else None
+    if saved is None:
+        node.state = pipe._init_state(ctx)
+    else:
+        node.state = pipe._load_state(saved.get(STATE_KEY, {}), ctx)
+    node.shard = ctx.shard  # a sharding pipe's _init_state/_load_state sets its own
+    node.it = pipe._iterate([s.it for s in node.sources], node.state)
+    return _count(node)
+
+
+def _count(node: _Node) -> _Node:
+    if _PROFILING[0]:
+        node.counter = enumerate(node.it)
+        node.it = map(_second, node.counter)
+    return node
+
+
+def _check_name(node: _Node, saved: Any, path: str) -> None:
+    if not isinstance(saved, dict) or PIPE_KEY not in saved:
+        raise RuntimeError(
+            f"load_state_dict: at {path} expected a pipe state dict, got {type(saved).__name__}"
+        )
+    if saved[PIPE_KEY] != node.name():
+        raise RuntimeError(
+            f"load_state_dict: the state was taken from a different pipeline: at {path} it holds "
+            f"{saved[PIPE_KEY]!r}, but this pipeline has {node.name()!r}"
+        )
+
+
+def _sub_state(saved: dict[str, Any], n: int, i: int, path: str, node: _Node) -> Any:
+    if n == 1:
+        if SOURCE_KEY not in saved:
+            raise RuntimeError(
+                f"load_state_dict: the state was taken from a different pipeline: at {path} "
+                f"{node.name()} has one source but the state has none"
+            )
+        return saved[SOURCE_KEY]
+    subs = saved.get(SOURCES_KEY)
+    if not isinstance(subs, list) or len(subs) != n:
+        got = len(subs) if isinstance(subs, list) else 0
+        raise RuntimeError(
+            f"load_state_dict: the state was taken from a different pipeline: at {path} "
+            f"{node.name()} has {n} sources but the state has {got}"
+        )
+    return subs[i]
+
+
+def _not_resumable(node: _Node, path: str) -> str:
+    return (
+        f"state_dict: {node.name()} (at {path}) is not resumable: it defines __iter__ as a plain "
+        "generator, whose position cannot be saved. Write it with the hooks of a built-in pipe (see "
+        "loom.data._datapipe), or let its __iter__ return an iterator with state_dict()/load_state_dict()"
+    )
+
+
+def _save(node: _Node, path: str) -> dict[str, Any]:
+    out: dict[str, Any] = {PIPE_KEY: node.name()}
+    if not _is_native(node.pipe):
+        it = node.state
+        if not hasattr(it, "state_dict"):
+            raise RuntimeError(_not_resumable(node, path))
+        out[STATE_KEY] = it.state_dict()
+        return out
+    out[STATE_KEY] = node.pipe._save_state(node.state)
+    if len(node.sources) == 1:
+        out[SOURCE_KEY] = _save(node.sources[0], f"{path}.{SOURCE_KEY}")
+    elif node.sources:
+        out[SOURCES_KEY] = [_save(s, f"{path}.{SOURCES_KEY}[{i}]") for i, s in enumerate(node.sources)]
+    return out
+
+
+def _walk(node: _Node, path: str, rows: list[dict[str, Any]]) -> None:
+    produced = None
+    if node.counter is not None:
+        produced = node.counter.__reduce__()[1][1]
+    rows.append({"path": path, "pipe": node.name(), "produced": produced})
+    for i, s in enumerate(node.sources):
+        _walk(s, f"{path}.{SOURCE_KEY}" if len(node.sources) == 1 else f"{path}.{SOURCES_KEY}[{i}]", rows)
+
+
+def _count_sharding(node: _Node) -> int:
+    own = 1 if getattr(node.pipe, "_is_sharding", False) else 0
+    return own + sum(_count_sharding(s) for s in node.sources)
+
+
+class PipeIterator(Iterator[Any]):
+    """The iterator of a built-in pipe: ``next``, plus ``state_dict()`` and ``load_state_dict()``.
+
+    Example:
+        >>> from loom.data.iter import IterableWrapper
+        >>> it = iter(IterableWrapper(range(6)).batch(2))
+        >>> next(it)
+        [0, 1]
+        >>> state = it.state_dict()
+        >>> again = iter(IterableWrapper(range(6)).batch(2))
+        >>> again.load_state_dict(state)
+        >>> list(again)
+        [[2, 3], [4, 5]]
+    """
+
+    __slots__ = ("_ctx", "_next", "_root", "pipe")
+
+    def __init__(self, pipe: IterDataPipe) -> None:
+        self.pipe = pipe
+        self._ctx = Context(pipe)
+        self._set_root(_build(pipe, self._ctx, None, "root"))
+        _warn_if_unsharded(self._ctx, self._root)
+
+    def _set_root(self, root: _Node) -> None:
+        self._root = root
+        self._next = root.it.__next__
+
+    def __iter__(self) -> PipeIterator:
+        return self
+
+    def __next__(self) -> Any:
+        return self._next()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The position of this iteration as plain data; see NOTE [iterator state format]."""
+        out = {VERSION_KEY: STATE_VERSION}
+        out.update(_save(self._root, "root"))
+        return out
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from ``state`` (taken from the same pipeline): the next element is the one that followed it."""
+        if not isinstance(state, dict) or state.get(VERSION_KEY) != STATE_VERSION:
+            got = state.get(VERSION_KEY) if isinstance(state, dict) else type(state).__name__
+            raise RuntimeError(
+                f"load_state_dict: not a loom.data iterator state (version {got!r}, expected {STATE_VERSION})"
+            )
+        self._set_root(_build(self.pipe, self._ctx, state, "root"))
+
+    def profile(self) -> list[dict[str, Any]]:
+        """Per stage, from the output down: its path, pipe name and elements produced (None unless profiling)."""
+        rows: list[dict[str, Any]] = []
+        _walk(self._root, "root", rows)
+        return rows
+
+    def __repr__(self) -> str:
+        return f"<iterator of {self.pipe!r}>"
+
+
+def _warn_if_unsharded(ctx: Context, root: _Node) -> None:
+    if ctx.worker is None or ctx.worker.num_workers <= 1:
+        return
+    if _count_sharding(root) == 0:
+        warnings.warn(
+            f"{root.name()}: iterated in DataLoader worker {ctx.worker.id} of {ctx.worker.num_workers} "
+            "but the pipeline has no sharding_filter, so every worker yields every element; add "
+            ".sharding_filter() after the source",
+            RuntimeWarning,
+            stacklevel=3,
+        )

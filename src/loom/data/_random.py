@@ -1,0 +1,86 @@
+"""Seeding of random pipes: graph seed, epoch, position in the graph, shard.
+
+# NOTE [seeds]
+# A random pipe (``_is_random = True``, e.g. Shuffler) asks ``ctx.seed_for(self)`` once per iteration.
+# - With a seed (``set_graph_random_seed(pipe, seed)`` or ``Shuffler.set_seed``), the pipe's seed is
+#   mixed with its epoch, a counter of iterations started since the seed was set: the same seed gives
+#   the same sequence of orders, and each new epoch a new order. Inside a DataLoader worker the
+#   loader's base seed for this epoch is mixed in as well, because each epoch's workers get a fresh
+#   copy of the pipe (whose epoch counter would otherwise start at 0 every time).
+# - Without a seed, each iteration draws a base seed from torch's default generator (so
+#   ``torch.manual_seed`` reproduces runs) and mixes in the pipe's position in the graph. Inside a
+#   DataLoader worker the base seed is the loader's base seed for this epoch, which all workers share:
+#   pipes before the sharding point must shuffle identically in every worker, or elements would be
+#   duplicated and lost.
+# - After a sharding point, the shard index is mixed in, so each worker and rank shuffles differently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import torch
+import torch.utils.data
+
+__all__ = ["set_graph_random_seed"]
+
+
+def worker_info() -> Any:
+    return torch.utils.data.get_worker_info()
+
+
+def mix(*parts: int) -> int:
+    """A 63-bit seed from integers, stable across processes and Python versions."""
+    digest = hashlib.blake2b(repr(tuple(int(p) for p in parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+def draw_base_seed(worker: Any) -> int:
+    if worker is not None:
+        return int(worker.seed - worker.id)
+    return int(torch.empty((), dtype=torch.int64).random_().item())
+
+
+def seed_for(ctx: Any, pipe: Any) -> int:
+    shard_index = -1 if ctx.shard is None else ctx.shard[1]
+    explicit = getattr(pipe, "_seed", None)
+    if explicit is None:
+        return mix(ctx.base_seed(), ctx.position(pipe), shard_index)
+    epoch = getattr(pipe, "_epoch", 0)
+    pipe._epoch = epoch + 1
+    loader = -1 if ctx.worker is None else int(ctx.worker.seed - ctx.worker.id)
+    return mix(explicit, epoch, shard_index, loader)
+
+
+def set_graph_random_seed(pipe: Any, seed: int) -> Any:
+    """Seed every random pipe in the graph of ``pipe``; returns ``pipe``.
+
+    Each random pipe gets a seed derived from ``seed`` and its position in the graph, and its epoch
+    counter restarts: the same seed reproduces the same orders, and every new iteration (epoch)
+    reshuffles. See NOTE [seeds].
+
+    Args:
+        pipe: the output pipe of the graph.
+        seed: an integer.
+
+    Raises:
+        TypeError: ``seed`` is not an integer.
+
+    Example:
+        >>> from loom.data import set_graph_random_seed
+        >>> from loom.data.iter import IterableWrapper
+        >>> pipe = IterableWrapper(range(10)).shuffle()
+        >>> first = list(set_graph_random_seed(pipe, 0))
+        >>> first == list(set_graph_random_seed(pipe, 0))
+        True
+    """
+    from loom.data._graph import list_dps, traverse_dps
+
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"set_graph_random_seed: seed must be an int, got {seed!r}")
+    for position, p in enumerate(list_dps(traverse_dps(pipe))):
+        if getattr(p, "_is_random", False):
+            p._seed = mix(seed, position)
+            p._epoch = 0
+    return pipe

@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import pytest
+import torch.utils.data
+
+from loom.data import SHARDING_PRIORITIES, apply_sharding, set_graph_random_seed
+from loom.data.iter import IterableWrapper
+
+from ._checks import assert_resumes_identically
+from ._oracle import torch_iter
+
+
+@pytest.mark.parametrize(("num", "index"), [(1, 0), (2, 0), (2, 1), (3, 2), (7, 6), (20, 13)])
+def test_matches_torch(num, index) -> None:
+    from torch.utils.data.graph_settings import apply_sharding as torch_apply
+
+    ours = apply_sharding(IterableWrapper(range(17)).sharding_filter(), num, index)
+    theirs = torch_apply(torch_iter.IterableWrapper(range(17)).sharding_filter(), num, index)
+    assert list(ours) == list(theirs)
+    assert len(ours) == len(theirs)
+
+
+def test_groups_combine_like_torch() -> None:
+    from torch.utils.data.datapipes.iter.sharding import SHARDING_PRIORITIES as TP
+
+    ours = IterableWrapper(range(40)).sharding_filter()
+    theirs = torch_iter.IterableWrapper(range(40)).sharding_filter()
+    ours.apply_sharding(2, 1, SHARDING_PRIORITIES.DISTRIBUTED)
+    ours.apply_sharding(3, 2, SHARDING_PRIORITIES.MULTIPROCESSING)
+    theirs.apply_sharding(2, 1, TP.DISTRIBUTED)
+    theirs.apply_sharding(3, 2, TP.MULTIPROCESSING)
+    assert list(ours) == list(theirs)
+    with pytest.raises(RuntimeError, match="cannot mix the DEFAULT sharding group"):
+        ours.apply_sharding(2, 0)
+
+
+def test_shards_partition_the_data() -> None:
+    pipe = IterableWrapper(range(23)).map(lambda x: x * 2).sharding_filter()
+    seen = []
+    for i in range(4):
+        seen += list(apply_sharding(pipe, 4, i))
+    assert sorted(seen) == [x * 2 for x in range(23)]
+
+
+def test_bad_arguments() -> None:
+    pipe = IterableWrapper(range(3)).sharding_filter()
+    with pytest.raises(ValueError, match="shard_index must be < num_shards, got shard_index=2, num_shards=2"):
+        apply_sharding(pipe, 2, 2)
+    with pytest.raises(ValueError, match="num_shards must be >= 1, got 0"):
+        apply_sharding(pipe, 0, 0)
+    with pytest.raises(RuntimeError, match="two sharding filters are on one path"):
+        apply_sharding(pipe.sharding_filter(), 2, 0)
+
+
+def test_state_of_another_shard_is_an_error() -> None:
+    it = iter(apply_sharding(IterableWrapper(range(10)).sharding_filter(), 2, 0))
+    next(it)
+    other = iter(apply_sharding(IterableWrapper(range(10)).sharding_filter(), 2, 1))
+    with pytest.raises(
+        RuntimeError, match="state is for shard 0 of 2, but this ShardingFilter is shard 1 of 2"
+    ):
+        other.load_state_dict(it.state_dict())
+
+
+@pytest.mark.parametrize(("num", "index"), [(1, 0), (3, 0), (3, 2), (5, 4)])
+def test_resumes(num, index) -> None:
+    assert_resumes_identically(
+        lambda: apply_sharding(IterableWrapper(range(19)).sharding_filter(), num, index)
+    )
+
+
+def _loader_pipe(seed):
+    pipe = IterableWrapper(range(100)).shuffle(buffer_size=30).sharding_filter().map(lambda x: x * 10)
+    return pipe if seed is None else set_graph_random_seed(pipe, seed)
+
+
+@pytest.mark.multiprocess
+@pytest.mark.timeout(120)
+@pytest.mark.filterwarnings("ignore:This DataLoader will create")
+@pytest.mark.parametrize("seed", [None, 7])
+@pytest.mark.parametrize("workers", [2, 3])
+def test_dataloader_workers_shard_automatically(workers, seed) -> None:
+    loader = torch.utils.data.DataLoader(
+        _loader_pipe(seed), batch_size=None, num_workers=workers, multiprocessing_context="fork", timeout=60
+    )
+    epoch0 = [int(x) for x in loader]
+    epoch1 = [int(x) for x in loader]
+    assert sorted(epoch0) == sorted(epoch1) == [x * 10 for x in range(100)]
+    assert epoch0 != epoch1
+
+
+def test_worker_without_sharding_filter_warns(monkeypatch) -> None:
+    import loom.data._random as random_module
+
+    class FakeWorker:
+        id, num_workers, seed = 1, 2, 5
+
+    monkeypatch.setattr(random_module, "worker_info", lambda: FakeWorker())
+    with pytest.warns(RuntimeWarning, match="worker 1 of 2 but the pipeline has no sharding_filter"):
+        iter(IterableWrapper(range(4)))
+    assert list(IterableWrapper(range(6)).sharding_filter()) == [1, 3, 5]
