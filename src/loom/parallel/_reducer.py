@@ -1,0 +1,452 @@
+"""The gradient reducer: flat buckets, per-parameter hooks, ordered asynchronous all-reduce, write-back.
+
+One iteration: the wrapper's forward calls :meth:`Reducer.prepare_for_backward`; during backward each
+parameter's post-accumulate-grad hook marks it ready; a full bucket is copied into its flat buffer with one
+``torch._foreach_copy_`` and its all-reduce launched asynchronously, strictly in bucket order; a callback
+queued on the autograd engine waits for every bucket and writes the averaged gradients back.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from loom.parallel import _comm
+from loom.parallel._bucketing import plan_buckets
+from loom.parallel._grad_bucket import GradBucket
+from loom.parallel._static import StaticGraph
+from loom.parallel._unused import reached_parameters
+
+CommHook = Callable[[Any, GradBucket], "torch.futures.Future[Any]"]
+
+# NOTE [static graph]
+# With static_graph=True the first synchronized backward only records: how often each parameter's hook
+# fires (reentrant checkpointing of a layer used twice fires it twice), which parameters never fire
+# (unused, or behind an output the loss ignores) and the order of each parameter's last firing. Its
+# all-reduce is delayed to the end of backward, when the record is complete. Afterwards buckets are
+# rebuilt in rank 0's ready order, a parameter is ready at its recorded last firing, unused ones are ready
+# when backward starts, and no graph walk is needed. A parameter that fires more or fewer times than
+# recorded is a graph change and raises, naming it. The record is taken on the first *synchronized*
+# backward, so no_sync() steps before it are fine.
+
+
+class _Bucket:
+    __slots__ = ("buffer", "future", "index", "indices", "params", "views", "work")
+
+    def __init__(
+        self, index: int, indices: tuple[int, ...], params: list[torch.Tensor], buffer: torch.Tensor
+    ):
+        self.index = index
+        self.indices = indices
+        self.params = params
+        self.buffer = buffer
+        self.views: list[torch.Tensor] = []
+        self.work: Any = None
+        self.future: Any = None
+
+
+def _view(buffer: torch.Tensor, offset: int, param: torch.Tensor) -> torch.Tensor:
+    """A view of ``buffer`` shaped (and, when dense, strided) like ``param`` (channels_last stays so)."""
+    n = param.numel()
+    if _dense(param):
+        return buffer.as_strided(param.shape, param.stride(), offset)
+    return buffer[offset : offset + n].view(param.shape)
+
+
+def _dense(t: torch.Tensor) -> bool:
+    expected = 1
+    for size, stride in sorted(zip(t.shape, t.stride()), key=lambda d: d[1]):
+        if size != 1 and stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+class Reducer:
+    """Buckets, hooks and the all-reduce schedule for one wrapped module."""
+
+    def __init__(
+        self,
+        params: list[torch.nn.Parameter],
+        names: list[str],
+        group: Any,
+        *,
+        bucket_cap_mb: float,
+        gradient_as_bucket_view: bool,
+        find_unused_parameters: bool,
+        static_graph: bool,
+        sync_create_graph: bool,
+    ) -> None:
+        self.params = params
+        self.names = names
+        self.group = group
+        self.world = _comm.world_size(group)
+        self.divisor = self.world
+        self.avg_in_collective = _comm.supports_avg(group)
+        self.bucket_cap_mb = bucket_cap_mb
+        self.view_mode = gradient_as_bucket_view
+        self.find_unused = find_unused_parameters and not static_graph
+        self.static = StaticGraph(len(params)) if static_graph else None
+        self.sync_create_graph = sync_create_graph
+        self.comm_hook: CommHook | None = None
+        self.comm_state: Any = None
+        self.iteration = 0
+        n = len(params)
+        self._index_of = {id(p): i for i, p in enumerate(params)}
+        self._used = [False] * n  # hook fired since the last synchronized backward
+        self._expecting = False  # a synchronized forward ran; its backward must reduce
+        self._in_backward = False
+        self._callback_queued = False
+        self._reached: set[int] = set()
+        self._create_graph = False
+        self._warned_create_graph = False
+        self._used_map_work: Any = None
+        self._used_map: torch.Tensor | None = None
+        self._build(plan_buckets(params, bucket_cap_mb))
+        self._reset()
+        self._handles = [
+            p.register_post_accumulate_grad_hook(self._hook_for(i)) for i, p in enumerate(params)
+        ]
+
+    # ---- layout -------------------------------------------------------------------------------------
+
+    def _build(self, specs: list[Any]) -> None:
+        """Allocate one flat buffer per bucket; in view mode existing gradients move into it."""
+        self.buckets: list[_Bucket] = []
+        self._bucket_of = [0] * len(self.params)
+        self._slot_of = [0] * len(self.params)
+        for b, spec in enumerate(specs):
+            params = [self.params[i] for i in spec.indices]
+            bucket = _Bucket(
+                b, spec.indices, params, torch.zeros(spec.numel, dtype=spec.dtype, device=spec.device)
+            )
+            bucket.views = [_view(bucket.buffer, off, p) for off, p in zip(spec.offsets, params)]
+            for k, i in enumerate(spec.indices):
+                self._bucket_of[i] = b
+                self._slot_of[i] = k
+            if self.view_mode:
+                for p, v in zip(params, bucket.views):
+                    if p.grad is not None:
+                        v.copy_(p.grad.detach())
+                        p.grad = v
+            self.buckets.append(bucket)
+        self._bucket_sizes = [len(spec.indices) for spec in specs]
+
+    def rebuild(self, order: list[int]) -> None:
+        """Re-plan buckets in ``order`` (used once by static graph, see NOTE [static graph])."""
+        with torch.no_grad():
+            self._build(plan_buckets(self.params, self.bucket_cap_mb, order=order))
+        self._reset()
+
+    # ---- one iteration ------------------------------------------------------------------------------
+
+    def _reset(self) -> None:
+        n = len(self.params)
+        self._ready = [False] * n
+        self._pending = list(self._bucket_sizes)
+        self._next = 0
+        self._zero: dict[int, list[int]] = {}
+        self._reached = set()
+        self._create_graph = False
+        if self.static is not None:
+            self.static.start_iteration()
+
+    @property
+    def needs_sink(self) -> bool:
+        """Whether outputs pass through the sink that starts backward (static graph, unused parameters)."""
+        return self.static is not None or self.find_unused
+
+    def prepare_for_backward(self, outputs: list[torch.Tensor]) -> None:
+        """Called by a synchronized forward; several forwards may share one backward."""
+        if self._in_backward:
+            raise RuntimeError(
+                "DistributedDataParallel: a new forward started while the previous backward had not finished "
+                f"reducing gradients; parameters still waiting: {self._missing_names()}. Pass "
+                "find_unused_parameters=True if some outputs do not take part in the loss."
+            )
+        if not self._expecting:
+            self._reset()
+            self._expecting = True
+        if self.find_unused:
+            self._reached |= reached_parameters(outputs, self._index_of)
+
+    def _hook_for(self, i: int) -> Callable[[torch.Tensor], None]:
+        on_grad = self._on_grad
+
+        def hook(param: torch.Tensor) -> None:
+            on_grad(i, param)
+
+        return hook
+
+    def _on_grad(self, i: int, param: torch.Tensor) -> None:
+        if param.grad is None:
+            # autograd ran this leaf's node without a gradient (an output left out of the loss)
+            if self._expecting and self.static is None and not self._ready[i]:
+                if not self._in_backward:
+                    self.begin_backward()
+                self._mark_unused(i)
+            return
+        self._used[i] = True
+        if not self._expecting:
+            return  # no_sync() or a forward outside DDP: gradients just accumulate
+        if not self._in_backward:
+            self.begin_backward()
+        static = self.static
+        if static is not None:
+            if static.recording:
+                static.fired(i)
+                return
+            if not static.fire(i, self.names):
+                return
+        elif self._ready[i]:
+            raise RuntimeError(
+                f"DistributedDataParallel: parameter {self.names[i]!r} received a gradient twice in one "
+                "backward (was it reused under reentrant checkpointing, or marked unused but used?). "
+                "Pass static_graph=True if the graph is the same every iteration."
+            )
+        self._ready[i] = True
+        self._param_ready(i)
+
+    def begin_backward(self) -> None:
+        """First event of a synchronized backward: queue the final callback, mark known-unused params."""
+        if self._in_backward:
+            return
+        self._in_backward = True
+        if not self._callback_queued:
+            self._callback_queued = True
+            torch.autograd.Variable._execution_engine.queue_callback(self._finalize)
+        if self.find_unused:
+            reached = self._reached
+            for i in range(len(self.params)):
+                if i not in reached:
+                    self._mark_unused(i)
+        elif self.static is not None and not self.static.recording:
+            for i in self.static.local_unused:
+                self._mark_unused(i)
+
+    def _mark_unused(self, i: int) -> None:
+        self._ready[i] = True
+        if not self._used[i]:  # no fresh gradient (no_sync steps may have left a real one)
+            self._zero.setdefault(self._bucket_of[i], []).append(self._slot_of[i])
+        self._param_ready(i)
+
+    def _param_ready(self, i: int) -> None:
+        b = self._bucket_of[i]
+        left = self._pending[b] - 1
+        self._pending[b] = left
+        if left == 0 and b == self._next:
+            self._launch_in_order()
+
+    def _launch_in_order(self) -> None:
+        nb = len(self.buckets)
+        while self._next < nb and self._pending[self._next] == 0:
+            self._launch(self._next)
+            self._next += 1
+        if self._next == nb and (self.find_unused or (self.static is not None and self.static.recording)):
+            used = torch.tensor([1.0 if u else 0.0 for u in self._used], device=self.buckets[0].buffer.device)
+            self._used_map = used
+            self._used_map_work = _comm.all_reduce_async(
+                used, self.group, False, "all-reduce of the used map"
+            )
+
+    def _launch(self, b: int) -> None:
+        bucket = self.buckets[b]
+        if torch.is_grad_enabled():
+            self._create_graph = True
+            with torch.no_grad():
+                self._fill(b, bucket)
+        else:
+            self._fill(b, bucket)
+        self._start_collective(bucket, bucket.buffer)
+
+    def _fill(self, b: int, bucket: _Bucket) -> None:
+        views = bucket.views
+        zero = self._zero.get(b)
+        dst: list[torch.Tensor] = []
+        src: list[torch.Tensor] = []
+        for k, p in enumerate(bucket.params):
+            g = p.grad
+            if zero is not None and k in zero:
+                views[k].zero_()
+            elif g is not views[k]:
+                dst.append(views[k])
+                src.append(g.detach() if g is not None and g.requires_grad else g)  # type: ignore[arg-type]
+        if src:
+            torch._foreach_copy_(dst, src)
+
+    def _start_collective(self, bucket: _Bucket, buffer: torch.Tensor) -> None:
+        what = f"all-reduce of gradient bucket {bucket.index}"
+        if self.comm_hook is not None:
+            grad_bucket = GradBucket(
+                bucket.index, buffer, bucket.params, bucket.views, bucket.index == len(self.buckets) - 1
+            )
+            bucket.future = self.comm_hook(self.comm_state, grad_bucket)
+        elif self.avg_in_collective and self.divisor == self.world:
+            bucket.work = _comm.all_reduce_async(buffer, self.group, True, what)
+        else:
+            buffer.div_(self.divisor)
+            bucket.work = _comm.all_reduce_async(buffer, self.group, False, what)
+
+    # ---- end of backward ----------------------------------------------------------------------------
+
+    def _finalize(self) -> None:
+        self._callback_queued = False
+        static = self.static
+        problem: str | None = None
+        try:
+            if static is not None and static.recording:
+                fired = static.fired_set()
+                for i in range(len(self.params)):
+                    if i in fired:
+                        self._ready[i] = True
+                        self._param_ready(i)
+                    else:
+                        self._mark_unused(i)
+            elif self._next < len(self.buckets):
+                problem = self._complete_missing()
+            global_used = self._wait_all()
+            self._write_back(global_used)
+            if static is not None and static.recording:
+                order = static.finish_recording(global_used, self._rank0_order)
+                self.rebuild(order)
+        finally:
+            self._expecting = False
+            self._in_backward = False
+            self._used = [False] * len(self.params)
+            self.iteration += 1
+        if problem is not None:
+            raise RuntimeError(problem)
+
+    def _rank0_order(self, order: list[int]) -> list[int]:
+        device = self.buckets[0].buffer.device
+        result: list[int] = _comm.broadcast_object(
+            order, 0, self.group, device, "broadcast of the bucket order"
+        )
+        return result
+
+    def _missing(self) -> list[int]:
+        return [i for i in range(len(self.params)) if not self._ready[i]]
+
+    def _missing_names(self) -> list[str]:
+        return [self.names[i] for i in self._missing()]
+
+    def _complete_missing(self) -> str | None:
+        """Zero-fill parameters that never became ready so every bucket launches (peers must not hang)."""
+        missing = self._missing()
+        problem = None
+        if self.static is not None:
+            problem = self.static.describe_missing(missing, self.names)
+        elif not self.find_unused:
+            problem = (
+                "DistributedDataParallel: parameters that received no gradient in this backward: "
+                f"{[self.names[i] for i in missing]}. Pass find_unused_parameters=True if some parameters "
+                "are unused in some iterations (or static_graph=True if the set never changes)."
+            )
+        for i in missing:
+            self._used[i] = self._used[i] and self.static is None
+            self._mark_unused(i)
+        return problem
+
+    def _wait_all(self) -> list[bool] | None:
+        for bucket in self.buckets:
+            if bucket.future is not None:
+                what = f"communication hook of gradient bucket {bucket.index}"
+                try:
+                    result = bucket.future.wait()
+                except RuntimeError as e:
+                    raise _comm.CollectiveError(
+                        f"DistributedDataParallel: {what} failed; a peer rank may have died or stopped "
+                        f"calling backward. Original error: {e}"
+                    ) from e
+                if isinstance(result, (list, tuple)):
+                    result = result[0]
+                if result is not bucket.buffer:
+                    bucket.buffer.copy_(result)
+                bucket.future = None
+            else:
+                _comm.wait(bucket.work, f"all-reduce of gradient bucket {bucket.index}")
+                bucket.work = None
+        if self._used_map_work is None:
+            return None if self.static is None else self.static.global_used
+        _comm.wait(self._used_map_work, "all-reduce of the used map")
+        assert self._used_map is not None
+        used = (self._used_map > 0).tolist()
+        self._used_map_work = self._used_map = None
+        return used  # type: ignore[no-any-return]
+
+    def _write_back(self, global_used: list[bool] | None) -> None:
+        if self._create_graph:
+            self._write_back_create_graph(global_used)
+            return
+        for bucket in self.buckets:
+            views = bucket.views
+            if self.view_mode:
+                for k, p in enumerate(bucket.params):
+                    if p.grad is not views[k] and (global_used is None or global_used[bucket.indices[k]]):
+                        p.grad = views[k]
+                continue
+            dst: list[torch.Tensor] = []
+            src: list[torch.Tensor] = []
+            for k, p in enumerate(bucket.params):
+                if global_used is not None and not global_used[bucket.indices[k]]:
+                    continue
+                if p.grad is None:
+                    p.grad = views[k].clone()
+                else:
+                    dst.append(p.grad)
+                    src.append(views[k])
+            if dst:
+                torch._foreach_copy_(dst, src)
+
+    def _write_back_create_graph(self, global_used: list[bool] | None) -> None:
+        if not self.sync_create_graph and not self._warned_create_graph:
+            self._warned_create_graph = True
+            warnings.warn(
+                "DistributedDataParallel: backward(create_graph=True) gradients are synchronized as values "
+                "only (their graph is dropped); pass sync_create_graph=True to keep them differentiable",
+                UserWarning,
+                stacklevel=2,
+            )
+        for bucket in self.buckets:
+            for k, p in enumerate(bucket.params):
+                if global_used is not None and not global_used[bucket.indices[k]]:
+                    continue
+                avg = bucket.views[k].detach().clone()
+                g = p.grad
+                if self.sync_create_graph and g is not None and g.requires_grad:
+                    # value of the average, derivative of the local gradient (the second backward's
+                    # own synchronization averages the local second-order terms)
+                    p.grad = g + (avg - g.detach())
+                else:
+                    p.grad = avg
+
+    # ---- join ---------------------------------------------------------------------------------------
+
+    def shadow_backward(self) -> None:
+        """On a rank that has joined: match the others' bucket all-reduces with zeros."""
+        for bucket in self.buckets:
+            self._start_collective(bucket, torch.zeros_like(bucket.buffer))
+        if self.find_unused:
+            zeros = torch.zeros(len(self.params), device=self.buckets[0].buffer.device)
+            self._used_map_work = _comm.all_reduce_async(
+                zeros, self.group, False, "all-reduce of the used map"
+            )
+            self._used_map = zeros
+        for bucket in self.buckets:
+            if bucket.future is not None:
+                bucket.future.wait()
+                bucket.future = None
+            else:
+                _comm.wait(bucket.work, f"all-reduce of gradient bucket {bucket.index}")
+                bucket.work = None
+        if self._used_map_work is not None:
+            _comm.wait(self._used_map_work, "all-reduce of the used map")
+            self._used_map_work = self._used_map = None
+
+    def remove_hooks(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
