@@ -1,8 +1,18 @@
-"""Composable function transforms: vmap, grad, vjp, jvp, jacrev, jacfwd, hessian, compile.
+"""Composable function transforms: vmap, grad, vjp, jvp, jacrev, jacfwd, hessian.
 
-API-compatible with ``torch.func``. Being built: see the project's issues.
+API-compatible with ``torch.func``: porting is an import change (``from loom.func import vmap, grad``).
 """
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from . import _rules
+from ._api import vmap
+from ._batched import set_vmap_fallback
+from ._rules._table import register_batch_rule
+
+_rules.load_all()
+
+__all__ = ["register_batch_rule", "set_vmap_fallback", "vmap"]
+
+for _name in __all__:
+    globals()[_name].__module__ = __name__

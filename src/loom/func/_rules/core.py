@@ -1,0 +1,49 @@
+"""Ops that need vmap itself: detach, data-dependent ops (errors), ``new_*`` factories."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ._table import batch_rule, current_level
+
+aten = torch.ops.aten
+
+
+@batch_rule(aten.detach.default)
+def detach(args: Any, bdims: Any, **kwargs: Any) -> tuple[Any, Any]:
+    # NOTE [detach for saved tensors]: autograd saving a BatchedTensor for backward calls aten.detach by a
+    # path that leaves ADInplaceOrView out of the excluded keys. That detach belongs to the wrapper's own
+    # autograd layer only, so it keeps the same physical tensor (and its history in outer levels); a user's
+    # ``x.detach()`` goes through autograd, which excludes ADInplaceOrView, and detaches every level.
+    x = args[0]
+    if torch._C._dispatch_tls_is_dispatch_key_excluded(torch._C.DispatchKey.ADInplaceOrView):
+        return x.detach(), bdims[0]
+    return x, bdims[0]
+
+
+def _new_factory_rule(op: Any) -> Any:
+    def rule(args: Any, bdims: Any, **kwargs: Any) -> tuple[Any, Any]:
+        x = args[0]
+        proto = x.new_empty((), dtype=kwargs.pop("dtype", None) or x.dtype)
+        return op(proto, *args[1:], **kwargs), None
+
+    return rule
+
+
+for _packet in (aten.new_empty, aten.new_zeros, aten.new_ones, aten.new_full, aten.new_empty_strided):
+    for _name in _packet.overloads():
+        _ov = getattr(_packet, _name)
+        batch_rule(_ov)(_new_factory_rule(_ov))
+
+
+def _data_dependent(args: Any, bdims: Any, **kwargs: Any) -> tuple[Any, Any]:
+    raise RuntimeError(
+        f"{current_level().call}: vmap does not support .item(), bool() or other data-dependent Python "
+        "control flow on a batched tensor: the value differs per example. Use torch.where / masking "
+        "instead, or move the check outside vmap."
+    )
+
+
+batch_rule(aten._local_scalar_dense, aten.is_nonzero, aten.equal, aten.item)(_data_dependent)
