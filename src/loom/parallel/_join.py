@@ -33,6 +33,7 @@ class Join:
         self.divide_by_initial_world_size = divide_by_initial_world_size
         self.enable = enable
         self.throw = throw_on_early_termination
+        self._last_active: list[int] = []
 
     def __enter__(self) -> Join:
         if self.enable:
@@ -62,7 +63,10 @@ class Join:
             vote[world] = 1.0 if grad_sync else 0.0
         _comm.all_reduce_sum(vote, ddp.process_group, "join: all-reduce of the active ranks")
         flags = vote.tolist()
-        return [r for r in range(world) if flags[r] > 0], flags[world] > 0
+        active = [r for r in range(world) if flags[r] > 0]
+        if active:
+            self._last_active = active
+        return active, flags[world] > 0
 
     def _adopt(self, active: list[int]) -> None:
         ddp = self.ddp
@@ -89,6 +93,7 @@ class Join:
         while True:
             active, grad_sync = self._vote(False, False)
             if not active:
+                self._sync_final_model()
                 return
             if self.throw:
                 raise self._early_termination(active)
@@ -98,3 +103,13 @@ class Join:
             ddp.require_forward_param_sync = grad_sync
             if grad_sync:
                 ddp.reducer.shadow_backward()
+
+    def _sync_final_model(self) -> None:
+        """Every rank ends with the model of the last rank to join (its updates saw every step)."""
+        ddp = self.ddp
+        if self._last_active and ddp.world_size > 1:
+            tensors = [p.detach() for p in ddp.module.parameters()] + ddp._buffer_list
+            with torch.no_grad():
+                _comm.broadcast_coalesced(
+                    tensors, max(self._last_active), ddp.process_group, "join: final model sync"
+                )

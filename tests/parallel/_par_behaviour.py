@@ -1,0 +1,246 @@
+"""Behaviour cases run inside one 2-rank Gloo job (see test_ddp_behaviour.py).
+
+Each case returns plain data (differences, error messages) for the test to judge; cases that expect an
+error catch it themselves. Cases where both ranks fail alike keep the ranks' collectives matched.
+"""
+
+from __future__ import annotations
+
+import traceback
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from _par_models import B, D_IN, D_OUT, MLP, Case, Unused, batches, clone, fresh, mse
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as TorchDDP
+
+from loom.parallel import DistributedDataParallel as LoomDDP
+from loom.parallel import GradBucket
+from loom.parallel.comm_hooks import PowerSGDState, powerSGD_hook
+
+
+def _error(fn: Callable[[], Any]) -> str | None:
+    try:
+        fn()
+    except Exception as e:
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+def state_dict_round_trip(rank: int, world: int) -> dict[str, Any]:
+    base = fresh(Case(MLP))
+    loom = LoomDDP(clone(base))
+    anchor = TorchDDP(clone(base))
+    loom(torch.randn(B, D_IN)).sum().backward()
+    saved = {k: v.clone() for k, v in loom.state_dict().items()}
+    other = LoomDDP(MLP())
+    other.load_state_dict(saved)
+    from_torch = LoomDDP(MLP())
+    from_torch.load_state_dict(anchor.state_dict())
+    return {
+        "keys": list(saved),
+        "torch_keys": list(anchor.state_dict()),
+        "reloaded_diff": max((other.state_dict()[k] - v).abs().max().item() for k, v in saved.items()),
+        "from_torch_diff": max(
+            (from_torch.state_dict()[k] - v).abs().max().item() for k, v in anchor.state_dict().items()
+        ),
+        "has_module": isinstance(loom.module, MLP),
+    }
+
+
+def unused_without_find_unused(rank: int, world: int) -> dict[str, Any]:
+    model = LoomDDP(fresh(Case(Unused)))
+    x, y = torch.randn(B, D_IN), torch.randn(B, D_OUT)
+    return {"error": _error(lambda: mse(model(x, rank), y).backward())}
+
+
+class Switch(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(D_IN, D_OUT)
+        self.extra = nn.Linear(D_IN, D_OUT)
+        self.use_extra = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.fc(x)
+        return out + self.extra(x) if self.use_extra else out
+
+
+def _static_switch(first: bool, later: bool) -> str | None:
+    inner = Switch()
+    model = LoomDDP(inner, static_graph=True)
+    x = torch.randn(B, D_IN)
+    inner.use_extra = first
+    model(x).sum().backward()
+    inner.use_extra = later
+    return _error(lambda: model(x).sum().backward())
+
+
+def static_graph_change_new_param(rank: int, world: int) -> dict[str, Any]:
+    return {"error": _static_switch(False, True)}
+
+
+def static_graph_change_lost_param(rank: int, world: int) -> dict[str, Any]:
+    return {"error": _static_switch(True, False)}
+
+
+def shape_mismatch(rank: int, world: int) -> dict[str, Any]:
+    model = MLP()
+    if rank == 1:
+        model.fc2 = nn.Linear(16, 8)
+    return {"error": _error(lambda: LoomDDP(model))}
+
+
+def argument_errors(rank: int, world: int) -> dict[str, Any]:
+    model = LoomDDP(MLP())
+    model.register_comm_hook(None, lambda state, bucket: None)
+    return {
+        "twice": _error(lambda: model.register_comm_hook(None, lambda state, bucket: None)),
+        "not_callable": _error(lambda: LoomDDP(MLP()).register_comm_hook(None, 3)),  # type: ignore[arg-type]
+        "bucket_cap": _error(lambda: LoomDDP(MLP(), bucket_cap_mb=0)),
+        "mixed_precision": _error(lambda: LoomDDP(MLP(), mixed_precision=object())),
+        "no_params": _error(lambda: LoomDDP(nn.ReLU())),
+    }
+
+
+def _join_run(
+    make: Callable[[nn.Module], nn.Module], base: nn.Module, rank: int, world: int, **kw: Any
+) -> nn.Module:
+    model = make(clone(base))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    steps = 2 if rank == 0 else 4
+    with model.join(**kw):  # type: ignore[operator]
+        for step in range(steps):
+            x, y = batches(step, 0, world)
+            opt.zero_grad()
+            mse(model(x[rank * B : (rank + 1) * B]), y[rank * B : (rank + 1) * B]).backward()
+            opt.step()
+    return model
+
+
+def _join_compare(rank: int, world: int, loom_kw: dict[str, Any], **kw: Any) -> dict[str, Any]:
+    base = fresh(Case(MLP))
+    loom = _join_run(lambda m: LoomDDP(m, **loom_kw), base, rank, world, **kw)
+    anchor = _join_run(lambda m: TorchDDP(m, **loom_kw), base, rank, world, **kw)
+    diff = max((p - q).abs().max().item() for p, q in zip(loom.parameters(), anchor.parameters()))
+    moved = max((p - q).abs().max().item() for p, q in zip(loom.parameters(), base.parameters()))
+    return {"vs_torch": diff, "moved": moved}
+
+
+def join_uneven(rank: int, world: int) -> dict[str, Any]:
+    return _join_compare(rank, world, {})
+
+
+def join_uneven_not_initial_world(rank: int, world: int) -> dict[str, Any]:
+    return _join_compare(rank, world, {}, divide_by_initial_world_size=False)
+
+
+def join_uneven_find_unused_grad_view(rank: int, world: int) -> dict[str, Any]:
+    return _join_compare(rank, world, {"find_unused_parameters": True, "gradient_as_bucket_view": True})
+
+
+def join_throw(rank: int, world: int) -> dict[str, Any]:
+    base = fresh(Case(MLP))
+    return {
+        "error": _error(
+            lambda: _join_run(lambda m: LoomDDP(m), base, rank, world, throw_on_early_termination=True)
+        )
+    }
+
+
+def _create_graph(rank: int, world: int, option: bool) -> dict[str, Any]:
+    base = fresh(Case(MLP))
+    model = LoomDDP(clone(base), sync_create_graph=option)
+    x, y = batches(0, 0, world)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mse(model(x[rank * B : (rank + 1) * B]), y[rank * B : (rank + 1) * B]).backward(create_graph=True)
+    params = list(model.module.parameters())
+    grads = [p.grad for p in params]
+    ref = clone(base)
+    ref_params = list(ref.parameters())
+    loss = sum(mse(ref(x[r * B : (r + 1) * B]), y[r * B : (r + 1) * B]) for r in range(world)) / world
+    ref_grads = torch.autograd.grad(loss, ref_params, create_graph=True)
+    out: dict[str, Any] = {
+        "value_diff": max((g - h).abs().max().item() for g, h in zip(grads, ref_grads)),
+        "requires_grad": all(g.requires_grad for g in grads),
+        "warned": any("create_graph" in str(w.message) for w in caught),
+    }
+    if option:
+        # gradient of a penalty on the averaged gradient, averaged across ranks, vs the reference
+        penalty = sum((g**2).sum() for g in grads)
+        second = torch.autograd.grad(penalty, params)
+        flat = torch.cat([s.reshape(-1) for s in second])
+        dist.all_reduce(flat)
+        flat /= world
+        ref_penalty = sum((g**2).sum() for g in ref_grads)
+        ref_second = torch.cat([s.reshape(-1) for s in torch.autograd.grad(ref_penalty, ref_params)])
+        out["second_order_diff"] = (flat - ref_second).abs().max().item()
+    return out
+
+
+def create_graph_synced(rank: int, world: int) -> dict[str, Any]:
+    return _create_graph(rank, world, True)
+
+
+def create_graph_values_only(rank: int, world: int) -> dict[str, Any]:
+    return _create_graph(rank, world, False)
+
+
+def powersgd_error_feedback(rank: int, world: int) -> dict[str, Any]:
+    """Low rank: sum of approximations + mean final error == sum of true averages (error feedback)."""
+    state = PowerSGDState(None, matrix_approximation_rank=1, start_powerSGD_iter=0, min_compression_rate=0)
+    g = torch.Generator().manual_seed(7 + rank)
+    total_true = torch.zeros(12 * 10 + 5)
+    total_approx = torch.zeros_like(total_true)
+    worst_single = 0.0
+    for _ in range(5):
+        grads = [torch.randn(12, 10, generator=g), torch.randn(5, generator=g)]
+        buffer = torch.cat([t.reshape(-1) for t in grads])
+        views = [buffer[:120].view(12, 10), buffer[120:]]
+        true = buffer.clone()
+        dist.all_reduce(true)
+        true /= world
+        total_true += true
+        params = [torch.nn.Parameter(torch.zeros(12, 10)), torch.nn.Parameter(torch.zeros(5))]
+        result = powerSGD_hook(state, GradBucket(0, buffer, params, views, True)).wait()
+        total_approx += result
+        worst_single = max(worst_single, (result - true).abs().max().item())
+    error = state.error_dict[0].clone()
+    dist.all_reduce(error)
+    error /= world
+    return {
+        "invariant_diff": (total_approx + error - total_true).abs().max().item(),
+        "approximation_error": worst_single,
+        "iterations": state.iter,
+    }
+
+
+CASES = [
+    state_dict_round_trip,
+    shape_mismatch,
+    argument_errors,
+    join_uneven,
+    join_uneven_not_initial_world,
+    join_uneven_find_unused_grad_view,
+    join_throw,
+    create_graph_synced,
+    create_graph_values_only,
+    powersgd_error_feedback,
+    unused_without_find_unused,
+    static_graph_change_new_param,
+    static_graph_change_lost_param,
+]
+
+
+def run_behaviour(rank: int, world: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for case in CASES:
+        try:
+            out[case.__name__] = case(rank, world)
+        except Exception:
+            out[case.__name__] = {"crash": traceback.format_exc()}
+    return out
