@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from _par_models import B, D_IN, D_OUT, MLP, Case, Unused, batches, clone, fresh, mse
+from _par_models import D_IN, D_OUT, MLP, B, Case, Unused, batches, clone, fresh, mse
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as TorchDDP
 

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 import torch
-from _par_models import B, D_IN, MLP
+from _par_models import D_IN, MLP, B
 
 from loom.parallel import DistributedDataParallel as LoomDDP
 
