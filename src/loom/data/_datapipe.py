@@ -13,6 +13,18 @@
 #   _save_state(self, state) -> dict   plain data (numbers, strings, lists, dicts, tensors) that
 #   _load_state(self, data, ctx)       ... ``_load_state`` turns back into a side object
 #
+# and, rarely:
+#   _snapshot_guard(self, state)       a context manager held while this pipe and its sources are
+#                                      saved (Prefetcher pauses its background thread with it)
+#   _restarts_sources = True           ``_iterate`` then gets SourceHandles (``.it``, ``.restart()``)
+#                                      instead of iterators, to run its sources for several epochs
+#   _is_random = True                  the pipe is seeded by set_graph_random_seed (see _random.py)
+#
+# Raise bad-argument errors in ``__init__`` (``ValueError("header: limit must be >= 0, got -1")``),
+# check loaded state in ``_load_state`` (RuntimeError naming the pipe), keep the same state keys at
+# every step, and end the pipe's test with ``assert_resumes_identically`` (tests/data/_checks.py).
+# A pipe that builds on others can return a composed pipeline from ``__new__`` (BucketBatcher).
+#
 # State lives on the side object, never in generator locals: a generator updates it *before* each
 # ``yield``, so when the user calls ``state_dict()`` (always between two ``next`` calls, with every
 # generator of the chain suspended) the side objects describe exactly what has not been produced yet.
@@ -28,6 +40,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import pickle
 from collections.abc import Callable, Iterator
@@ -174,6 +187,9 @@ class IterDataPipe(IterableDataset, _PipeBase):  # type: ignore[type-arg]
             )
         return self._init_state(ctx)
 
+    def _snapshot_guard(self, state: Any) -> Any:
+        return contextlib.nullcontext()
+
     def _source_len(self) -> int:
         """``len`` of the single source, or a TypeError that says which pipe has no length."""
         src = self.__dict__.get("source_datapipe")
@@ -250,28 +266,29 @@ def functional_datapipe(name: str) -> Callable[[type[T]], type[T]]:
                 f"functional_datapipe({name!r}): {cls!r} is not an IterDataPipe or MapDataPipe subclass"
             )
         base: type = IterDataPipe if issubclass(cls, IterDataPipe) else MapDataPipe
-        taken = _REGISTRY.get((base, name))
-        same = taken is not None and (taken.__module__, taken.__qualname__) == (
-            cls.__module__,
-            cls.__qualname__,
-        )
-        if taken is not None and not same:
-            raise ValueError(
-                f"functional_datapipe({name!r}): the name is already taken by {taken.__qualname__}"
-            )
-        if taken is None and name in vars(base):
-            raise ValueError(
-                f"functional_datapipe({name!r}): {base.__name__} already has an attribute {name!r}"
-            )
-        _REGISTRY[(base, name)] = cls
-
-        def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-            return cls(self, *args, **kwargs)
-
-        method.__name__ = name
-        method.__qualname__ = f"{base.__name__}.{name}"
-        method.__doc__ = f"Functional form of :class:`{cls.__qualname__}`.\n\n{cls.__doc__ or ''}"
-        setattr(base, name, method)
+        register_as(base, name, cls)
         return cls
 
     return register
+
+
+def register_as(base: type, name: str, cls: type) -> None:
+    """Make ``base_instance.name(*args)`` mean ``cls(base_instance, *args)``; see ``functional_datapipe``.
+
+    Converters register across kinds: ``IterDataPipe.to_map_datapipe`` builds a MapDataPipe.
+    """
+    taken = _REGISTRY.get((base, name))
+    same = taken is not None and (taken.__module__, taken.__qualname__) == (cls.__module__, cls.__qualname__)
+    if taken is not None and not same:
+        raise ValueError(f"functional_datapipe({name!r}): the name is already taken by {taken.__qualname__}")
+    if taken is None and name in vars(base):
+        raise ValueError(f"functional_datapipe({name!r}): {base.__name__} already has an attribute {name!r}")
+    _REGISTRY[(base, name)] = cls
+
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return cls(self, *args, **kwargs)
+
+    method.__name__ = name
+    method.__qualname__ = f"{base.__name__}.{name}"
+    method.__doc__ = f"Functional form of :class:`{cls.__qualname__}`.\n\n{cls.__doc__ or ''}"
+    setattr(base, name, method)

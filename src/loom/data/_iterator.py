@@ -134,8 +134,42 @@ def _build(pipe: Any, ctx: Context, saved: dict[str, Any] | None, path: str) -> 
     else:
         node.state = pipe._load_state(saved.get(STATE_KEY, {}), ctx)
     node.shard = ctx.shard  # a sharding pipe's _init_state/_load_state sets its own
-    node.it = pipe._iterate([s.it for s in node.sources], node.state)
+    if getattr(pipe, "_restarts_sources", False):
+        handles = [SourceHandle(node, i, ctx, path) for i in range(len(node.sources))]
+        node.it = pipe._iterate(handles, node.state)
+    else:
+        node.it = pipe._iterate([s.it for s in node.sources], node.state)
     return _count(node)
+
+
+class SourceHandle:
+    """Given to pipes with ``_restarts_sources = True`` (Cycler): the source's iterator, and a restart.
+
+    ``restart()`` starts a new epoch of the source (a fresh sub-chain, reseeded), which from then on
+    is the one whose state is saved.
+    """
+
+    __slots__ = ("ctx", "index", "node", "path")
+
+    def __init__(self, node: _Node, index: int, ctx: Context, path: str) -> None:
+        self.node = node
+        self.index = index
+        self.ctx = ctx
+        self.path = path
+
+    @property
+    def it(self) -> Iterator[Any]:
+        return self.node.sources[self.index].it
+
+    def restart(self) -> Iterator[Any]:
+        old = self.node.sources[self.index]
+        sub = (
+            f"{self.path}.{SOURCE_KEY}"
+            if len(self.node.sources) == 1
+            else f"{self.path}.{SOURCES_KEY}[{self.index}]"
+        )
+        self.node.sources[self.index] = _build(old.pipe, self.ctx, None, sub)
+        return self.node.sources[self.index].it
 
 
 def _count(node: _Node) -> _Node:
@@ -191,11 +225,12 @@ def _save(node: _Node, path: str) -> dict[str, Any]:
             raise RuntimeError(_not_resumable(node, path))
         out[STATE_KEY] = it.state_dict()
         return out
-    out[STATE_KEY] = node.pipe._save_state(node.state)
-    if len(node.sources) == 1:
-        out[SOURCE_KEY] = _save(node.sources[0], f"{path}.{SOURCE_KEY}")
-    elif node.sources:
-        out[SOURCES_KEY] = [_save(s, f"{path}.{SOURCES_KEY}[{i}]") for i, s in enumerate(node.sources)]
+    with node.pipe._snapshot_guard(node.state):
+        out[STATE_KEY] = node.pipe._save_state(node.state)
+        if len(node.sources) == 1:
+            out[SOURCE_KEY] = _save(node.sources[0], f"{path}.{SOURCE_KEY}")
+        elif node.sources:
+            out[SOURCES_KEY] = [_save(s, f"{path}.{SOURCES_KEY}[{i}]") for i, s in enumerate(node.sources)]
     return out
 
 

@@ -3,22 +3,57 @@
 from __future__ import annotations
 
 from loom.data._datapipe import IterDataPipe
-from loom.data.iter._combinatorics import Shuffler
-from loom.data.iter._grouping import Batcher, UnBatcher
+from loom.data.iter._callable import BatchMapper, Collator, Filter, FlatMapper, Mapper
+from loom.data.iter._combinatorics import InBatchShuffler, Sampler, ShuffledFlatMapper, Shuffler
+from loom.data.iter._grouping import Batcher, BucketBatcher, MaxTokenBucketizer, UnBatcher
+from loom.data.iter._repeating import Cycler, InMemoryCacheHolder, Repeater
 from loom.data.iter._sharding import ShardingFilter
-from loom.data.iter._sources import IterableWrapper
-from loom.data.iter._transforms import Collator, Filter, Header, Mapper
+from loom.data.iter._sources import IterableWrapper, MapToIterConverter
+from loom.data.iter._threads import PinMemory, Prefetcher, ThreadPoolMapper
+from loom.data.iter._transforms import (
+    Dropper,
+    Enumerator,
+    Flattener,
+    Header,
+    IndexAdder,
+    LengthSetter,
+    ParagraphAggregator,
+    Rows2Columnar,
+    Slicer,
+)
 
 __all__ = [
+    "BatchMapper",
     "Batcher",
+    "BucketBatcher",
     "Collator",
+    "Cycler",
+    "Dropper",
+    "Enumerator",
     "Filter",
+    "FlatMapper",
+    "Flattener",
     "Header",
+    "InBatchShuffler",
+    "InMemoryCacheHolder",
+    "IndexAdder",
     "IterDataPipe",
     "IterableWrapper",
+    "LengthSetter",
+    "MapToIterConverter",
     "Mapper",
+    "MaxTokenBucketizer",
+    "ParagraphAggregator",
+    "PinMemory",
+    "Prefetcher",
+    "Repeater",
+    "Rows2Columnar",
+    "Sampler",
     "ShardingFilter",
+    "ShuffledFlatMapper",
     "Shuffler",
+    "Slicer",
+    "ThreadPoolMapper",
     "UnBatcher",
 ]
 

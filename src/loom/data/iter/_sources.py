@@ -1,4 +1,4 @@
-"""Source pipes that do no I/O: IterableWrapper."""
+"""Source pipes that do no I/O: IterableWrapper, MapToIterConverter."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 from loom.data._datapipe import IterDataPipe
 
-__all__ = ["IterableWrapper"]
+__all__ = ["IterableWrapper", "MapToIterConverter"]
 
 _ATOMIC = frozenset({int, float, complex, str, bytes, bool, type(None)})
 # Iterators of these types report their position (__length_hint__) and can be moved (__setstate__).
@@ -119,3 +119,61 @@ class IterableWrapper(IterDataPipe):
         raise TypeError(
             f"IterableWrapper instance doesn't have valid length: {type(self.iterable).__name__} has none"
         )
+
+
+class MapToIterConverter(IterDataPipe):
+    """Iterates a MapDataPipe over ``indices`` (functional name: ``to_iter_datapipe`` on map pipes).
+
+    Args:
+        datapipe: the MapDataPipe.
+        indices: the indices to read, in order (default ``range(len(datapipe))``).
+
+    Example:
+        >>> from loom.data.map import SequenceWrapper
+        >>> list(SequenceWrapper("abc").to_iter_datapipe())
+        ['a', 'b', 'c']
+    """
+
+    def __init__(self, datapipe: Any, indices: list[Any] | None = None) -> None:
+        from loom.data._datapipe import MapDataPipe
+
+        if not isinstance(datapipe, MapDataPipe):
+            raise TypeError(
+                f"to_iter_datapipe: the source must be a MapDataPipe, got {type(datapipe).__name__}"
+            )
+        self.datapipe = datapipe
+        self.indices = list(indices) if indices else range(len(datapipe))
+
+    def _sources(self) -> tuple[Any, ...]:
+        return ()
+
+    def _init_state(self, ctx: Any) -> Iterator[Any]:
+        return iter(self.indices)
+
+    def _iterate(self, srcs: list[Iterator[Any]], state: Iterator[Any]) -> Iterator[Any]:
+        return map(self.datapipe.__getitem__, state)
+
+    def _save_state(self, state: Iterator[Any]) -> dict[str, Any]:
+        return {"index": len(self.indices) - state.__length_hint__()}  # type: ignore[attr-defined]
+
+    def _load_state(self, data: dict[str, Any], ctx: Any) -> Iterator[Any]:
+        index = data.get("index")
+        if not isinstance(index, int) or not 0 <= index <= len(self.indices):
+            raise RuntimeError(
+                f"load_state_dict: MapToIterConverter expects an 'index' in [0, {len(self.indices)}], got {index!r}"
+            )
+        it = iter(self.indices)
+        it.__setstate__(index)  # type: ignore[attr-defined]
+        return it
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def _register() -> None:
+    from loom.data._datapipe import MapDataPipe, register_as
+
+    register_as(MapDataPipe, "to_iter_datapipe", MapToIterConverter)
+
+
+_register()

@@ -1,152 +1,29 @@
-"""Element-wise pipes: Mapper, Filter, Collator, Header."""
+"""Element-wise pipes without functions: Header, LengthSetter, Enumerator, IndexAdder, Dropper, Slicer, Flattener, Rows2Columnar."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import warnings
+from collections import defaultdict
+from collections.abc import Callable, Hashable, Iterator
 from operator import itemgetter
 from typing import Any
 
-from torch.utils.data import default_collate
-
-from loom.data._columns import (
-    check_fn,
-    check_input_col,
-    check_int,
-    check_source,
-    column_applier,
-    column_selector,
-)
+from loom.data._columns import check_fn, check_int, check_source
 from loom.data._datapipe import IterDataPipe, functional_datapipe
 
-__all__ = ["Collator", "Filter", "Header", "Mapper"]
+__all__ = [
+    "Dropper",
+    "Enumerator",
+    "Flattener",
+    "Header",
+    "IndexAdder",
+    "LengthSetter",
+    "ParagraphAggregator",
+    "Rows2Columnar",
+    "Slicer",
+]
 
 _second = itemgetter(1)
-
-
-@functional_datapipe("map")
-class Mapper(IterDataPipe):
-    """Applies ``fn`` to each element (functional name: ``map``), as torchdata's ``Mapper``.
-
-    Args:
-        datapipe: the source pipe.
-        fn: the function.
-        input_col: ``None`` to pass the whole element, or an index/key (or a list of them, passed as
-            several arguments) selecting what ``fn`` receives.
-        output_col: where the result goes: ``None`` replaces ``input_col`` (the first of several, the
-            others are removed), ``-1`` appends, any other index/key sets it. Needs ``input_col``.
-            The element itself is not modified; a changed copy is produced.
-
-    Example:
-        >>> from loom.data.iter import IterableWrapper
-        >>> list(IterableWrapper([(1, 2), (3, 4)]).map(lambda x: x * 10, input_col=1))
-        [(1, 20), (3, 40)]
-    """
-
-    _repr_fields = ("fn", "input_col", "output_col")
-
-    def __init__(
-        self, datapipe: Any, fn: Callable[..., Any], input_col: Any = None, output_col: Any = None
-    ) -> None:
-        check_source("map", datapipe)
-        check_fn("map", "fn", fn)
-        if input_col is None and output_col is not None:
-            raise ValueError(
-                f"map: output_col must be None when input_col is None, got output_col={output_col!r}"
-            )
-        if isinstance(output_col, (list, tuple)):
-            if len(output_col) != 1:
-                raise ValueError(f"map: output_col must be a single index or key, got {output_col!r}")
-            output_col = output_col[0]
-        if input_col is not None:
-            check_input_col("map", fn, input_col)
-        self.source_datapipe = datapipe
-        self.fn = fn
-        self.input_col = input_col
-        self.output_col = output_col
-
-    def _apply(self) -> Callable[[Any], Any]:
-        if self.input_col is None:
-            return self.fn
-        return column_applier(self.fn, self.input_col, self.output_col)
-
-    def _iterate(self, srcs: list[Iterator[Any]], state: Any) -> Iterator[Any]:
-        return map(self._apply(), srcs[0])
-
-    def __len__(self) -> int:
-        return self._source_len()
-
-
-@functional_datapipe("collate")
-class Collator(Mapper):
-    """Collates each element (usually a batch) with ``collate_fn`` (functional name: ``collate``).
-
-    Args:
-        datapipe: the source pipe.
-        conversion: a collate function (default ``torch.utils.data.default_collate``).
-        collate_fn: if given, used instead of ``conversion``.
-
-    Example:
-        >>> from loom.data.iter import IterableWrapper
-        >>> list(IterableWrapper([1, 2, 3, 4]).batch(2).collate())
-        [tensor([1, 2]), tensor([3, 4])]
-    """
-
-    _repr_fields = ("fn",)
-
-    def __init__(
-        self,
-        datapipe: Any,
-        conversion: Any = default_collate,
-        collate_fn: Callable[..., Any] | None = None,
-    ) -> None:
-        fn = collate_fn if collate_fn is not None else conversion
-        if isinstance(fn, dict):
-            raise NotImplementedError(
-                "collate: a dict conversion (the DataFrame API) is not supported; pass a function"
-            )
-        check_fn("collate", "collate_fn" if collate_fn is not None else "conversion", fn)
-        super().__init__(datapipe, fn)
-
-
-def _checked_filter(fn: Callable[[Any], Any], src: Iterator[Any]) -> Iterator[Any]:
-    for x in src:
-        keep = fn(x)
-        if keep is True:
-            yield x
-        elif keep is not False:
-            raise ValueError(
-                f"filter: filter_fn must return a bool, got {type(keep).__name__} ({keep!r}) for {x!r}"
-            )
-
-
-@functional_datapipe("filter")
-class Filter(IterDataPipe):
-    """Keeps the elements for which ``filter_fn`` returns ``True`` (functional name: ``filter``).
-
-    Args:
-        datapipe: the source pipe.
-        filter_fn: returns a ``bool`` (anything else is an error, as in torchdata).
-        input_col: ``None`` to pass the whole element, or index/key(s) selecting the arguments.
-
-    Example:
-        >>> from loom.data.iter import IterableWrapper
-        >>> list(IterableWrapper(range(6)).filter(lambda x: x % 2 == 0))
-        [0, 2, 4]
-    """
-
-    _repr_fields = ("filter_fn", "input_col")
-
-    def __init__(self, datapipe: Any, filter_fn: Callable[..., bool], input_col: Any = None) -> None:
-        check_source("filter", datapipe)
-        check_fn("filter", "filter_fn", filter_fn)
-        if input_col is not None:
-            check_input_col("filter", filter_fn, input_col)
-        self.source_datapipe = datapipe
-        self.filter_fn = filter_fn
-        self.input_col = input_col
-
-    def _iterate(self, srcs: list[Iterator[Any]], state: Any) -> Iterator[Any]:
-        return _checked_filter(column_selector(self.filter_fn, self.input_col), srcs[0])
 
 
 class _HeaderState:
@@ -207,3 +84,427 @@ class Header(IterDataPipe):
         # length is a TypeError here, as everywhere else (list(pipe) then simply skips the hint).
         n = self._source_len()
         return n if self.limit is None else min(n, self.limit)
+
+
+@functional_datapipe("set_length")
+class LengthSetter(IterDataPipe):
+    """Passes elements through and reports ``length`` as ``len()`` (functional name: ``set_length``).
+
+    Example:
+        >>> from loom.data.iter import IterableWrapper
+        >>> len(IterableWrapper(iter(range(5))).set_length(5))
+        5
+    """
+
+    _repr_fields = ("length",)
+
+    def __init__(self, source_datapipe: Any, length: int) -> None:
+        check_source("set_length", source_datapipe)
+        check_int("set_length", "length", length, 0)
+        self.source_datapipe = source_datapipe
+        self.length = length
+
+    def _iterate(self, srcs: list[Iterator[Any]], state: Any) -> Iterator[Any]:
+        return srcs[0]
+
+    def __len__(self) -> int:
+        return self.length
+
+
+class _Counter:
+    __slots__ = ("counted", "start")
+
+    def __init__(self, start: int) -> None:
+        self.start = start
+        self.counted: Any = None
+
+    def position(self) -> int:
+        return self.start if self.counted is None else int(self.counted.__reduce__()[1][1])
+
+
+@functional_datapipe("enumerate")
+class Enumerator(IterDataPipe):
+    """Pairs each element with its index: ``(i, element)`` (functional name: ``enumerate``).
+
+    Example:
+        >>> from loom.data.iter import IterableWrapper
+        >>> list(IterableWrapper("ab").enumerate(starting_index=1))
+        [(1, 'a'), (2, 'b')]
+    """
+
+    _repr_fields = ("starting_index",)
+
+    def __init__(self, source_datapipe: Any, starting_index: int = 0) -> None:
+        check_source("enumerate", source_datapipe)
+        check_int("enumerate", "starting_index", starting_index, -(2**63))
+        self.source_datapipe = source_datapipe
+        self.starting_index = starting_index
+
+    def _init_state(self, ctx: Any) -> _Counter:
+        return _Counter(self.starting_index)
+
+    def _iterate(self, srcs: list[Iterator[Any]], state: _Counter) -> Iterator[Any]:
+        state.counted = enumerate(srcs[0], state.start)
+        return state.counted  # type: ignore[no-any-return]
+
+    def _save_state(self, state: _Counter) -> dict[str, Any]:
+        return {"next_index": state.position()}
+
+    def _load_state(self, data: dict[str, Any], ctx: Any) -> _Counter:
+        index = data.get("next_index")
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise RuntimeError(
+                f"load_state_dict: {type(self).__name__} expects an int 'next_index', got {index!r}"
+            )
+        return _Counter(index)
+
+    def __len__(self) -> int:
+        return self._source_len()
+
+
+def _add_index(name: str, pair: tuple[int, Any]) -> Any:
+    i, row = pair
+    if not isinstance(row, dict):
+        raise NotImplementedError(f"add_index: only dict elements can get an index, got {type(row).__name__}")
+    out = dict(row)
+    out[name] = i
+    return out
+
+
+@functional_datapipe("add_index")
+class IndexAdder(Enumerator):
+    """Adds the element's index under ``index_name`` to each dict element (functional name: ``add_index``).
+
+    Example:
+        >>> from loom.data.iter import IterableWrapper
+        >>> list(IterableWrapper([{"a": 1}, {"a": 2}]).add_index("i"))
+        [{'a': 1, 'i': 0}, {'a': 2, 'i': 1}]
+    """
+
+    _repr_fields = ("index_name",)
+
+    def __init__(self, source_datapipe: Any, index_name: str = "index") -> None:
+        super().__init__(source_datapipe, 0)
+        self.index_name = index_name
+
+    def _iterate(self, srcs: list[Iterator[Any]], state: _Counter) -> Iterator[Any]:
+        import functools
+
+        return map(functools.partial(_add_index, self.index_name), super()._iterate(srcs, state))
+
+
+def _as_index_set(indices: Any) -> set[Any]:
+    return set(indices) if isinstance(indices, list) else {indices}
+
+
+def _warn_missing(call: str, item: Any, indices: Any) -> None:
+    try:
+        for i in indices:
+            item[i]
+    except (IndexError, KeyError, TypeError):
+        warnings.warn(
+            f"{call}: index {i!r} is not present in the element, so expected columns/keys may be missing",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
+def _not_a_container(call: str) -> None:
+    warnings.warn(
+        f"{call}: the element is not a list, tuple or dict, so it passes through unchanged",
+        UserWarning,
+        stacklevel=4,
+    )
+
+
+def _drop(indices: set[Any], item: Any) -> Any:
+    if isinstance(item, tuple):
+        out: Any = tuple(x for i, x in enumerate(item) if i not in indices)
+    elif isinstance(item, list):
+        out = [x for i, x in enumerate(item) if i not in indices]
+    elif isinstance(item, dict):
+        out = {k: v for k, v in item.items() if k not in indices}
+    else:
+        _not_a_container("drop")
+        out = item
+    _warn_missing("drop", item, indices)
+    return out
+
+
+@functional_datapipe("drop")
+class Dropper(IterDataPipe):
+    """Removes the given positions (lists, tuples) or keys (dicts) from each element (functional name: ``drop``).
+
+    Example:
+        >>> from loom.data.iter import IterableWrapper
+        >>> list(IterableWrapper([(0, 1, 2), (3, 4, 5)]).drop([0, 2]))
+        [(1,), (4,)]
+    """
+
+    _repr_fields = ("indices",)
+
+    def __init__(self, datapipe: Any, indices: Hashable | list[Hashable]) -> None:
+        check_source("drop", datapipe)
+        self.source_datapipe = datapipe
+        self.indices = _as_index_set(indices)
+
+    def _iterate(self, srcs: list[Iterator[Any]], state: Any) -> Iterator[Any]:
+        import functools
+
+        return map(functools.partial(_drop, self.indices), srcs[0])
+
+    def __len__(self) -> int:
+        return self._source_len()
+
+
+def _slice(index: Any, stop: Any, step: Any, item: Any) -> Any:
+    many = isinstance(index, list)
+    if isinstance(item, (tuple, list)):
+        if many:
+            kept = [x for i, x in enumerate(item) if i in index]
+            out: Any = tuple(kept) if isinstance(item, tuple) else kept
+        else:
+            out = item[index:stop:step]
+    elif isinstance(item, dict):
+        if many:
+            out = {k: v for k, v in item.items() if k in index}
+        elif index in item:
+            out = {index: item[index]}
+        else:
+            warnings.warn(
+                f"slice: dicts are sliced by key only and {index!r} is not a key, so the element passes "
+                "through unchanged",
+                UserWarning,
+                stacklevel=3,
+            )
+            out = item
+    else:
+        _not_a_container("slice")
+        out = item
+    if many:
+        _warn_missing("slice", item, index)
+    return out
+
+
+@functional_datapipe("slice")
+class Slicer(IterDataPipe):
+    """Keeps a slice, or a list of positions/keys, of each element (functional name: ``slice``).
+
+    Args:
+        datapipe: the source pipe.
+        index: the slice start, or a list of positions (lists, tuples) or keys (dicts) to keep.
+        stop: the slice stop (with an int ``index``).
+        step: the slice step (with an int ``index``).
+
+    Example:
+        >>> from loom.data.iter import IterableWrapper
+        >>> list(IterableWrapper([(0, 1, 2, 3)]).slice(1, 3))
+        [(1, 2)]
+    """
+
+    _repr_fields = ("index", "stop", "step")
+
+    def __init__(self, datapipe: Any, index: Any, stop: int | None = None, step: int | None = None) -> None:
+        check_source("slice", datapipe)
+        if isinstance(index, list) and (stop is not None or step is not None):
+            raise ValueError(
+                f"slice: a list of indices cannot be combined with stop/step, got index={index!r}, "
+                f"stop={stop!r}, step={step!r}"
+            )
+        if step == 0:
+            raise ValueError("slice: step must not be 0")
+        self.source_datapipe = datapipe
+        self.index = index
+        self.stop = stop
+        self.step = step
+
+    def _iterate(self, srcs: list[Iterator[Any]], state: Any) -> Iterator[Any]:
+        import functools
+
+        return map(functools.partial(_slice, self.index, self.stop, self.step), srcs[0])
+
+    def __len__(self) -> int:
+        return self._source_len()
+
+
+def _duplicate_key() -> None:
+    warnings.warn(
+        "flatten: the same key came twice into a dict element; the second key/value pair was dropped",
+        UserWarning,
+        stacklevel=4,
+    )
+
+
+def _flatten(indices: set[Any], item: Any) -> Any:
+    every = not indices
+    if isinstance(item, dict):
+        out: dict[Any, Any] = {}
+        for k, v in item.items():
+            if (every or k in indices) and isinstance(v, dict):
+                for k_sub, v_sub in v.items():
+                    if k_sub not in item:
+                        out[k_sub] = v_sub
+                    else:
+                        _duplicate_key()
+            elif k not in out:
+                out[k] = v
+            else:
+                _duplicate_key()
+        result: Any = out
+    else:
+        flat: list[Any] = []
+        for i, v in enumerate(item):
+            if (every or i in indices) and isinstance(v, (list, tuple)):
+                flat.extend(v)
+            else:
+                flat.append(v)
+        result = tuple(flat) if isinstance(item, tuple) else flat
+    if indices:
+        _warn_missing("flatten", item, indices)
+    return result
+
+
+@functional_datapipe("flatten")
+class Flattener(IterDataPipe):
+    """Flattens nested lists/tuples (or nested dicts) inside each element, one level (functional name: ``flatten``).
+
+    Args:
+        datapipe: the source pipe.
+        indices: positions or keys to flatten; ``None`` flattens every nested one.
+
+    Example:
+        >>> from loom.data.iter import IterableWrapper
+        >>> list(IterableWrapper([(0, (1, 2), [3])]).flatten())
+        [(0, 1, 2, 3)]
+    """
+
+    _repr_fields = ("indices",)
+
+    def __init__(self, datapipe: Any, indices: Hashable | list[Hashable] | None = None) -> None:
+        check_source("flatten", datapipe)
+        self.source_datapipe = datapipe
+        self.indices: set[Any] = _as_index_set(indices) if indices else set()
+
+    def _iterate(self, srcs: list[Iterator[Any]], state: Any) -> Iterator[Any]:
+        import functools
+
+        return map(functools.partial(_flatten, self.indices), srcs[0])
+
+    def __len__(self) -> int:
+        return self._source_len()
+
+
+def _columnar(names: list[str], batch: Any) -> Any:
+    columns: defaultdict[Any, list[Any]] = defaultdict(list)
+    for row in batch:
+        if isinstance(row, dict):
+            for key in names or row.keys():
+                columns[key].append(row[key])
+        else:
+            if len(row) > len(names):
+                raise ValueError(
+                    f"rows2columnar: a list row has {len(row)} values but column_names has {len(names)}: {names!r}"
+                )
+            for name, value in zip(names, row):
+                columns[name].append(value)
+    return columns
+
+
+@functional_datapipe("rows2columnar")
+class Rows2Columnar(IterDataPipe):
+    """Turns each batch of rows (dicts or lists) into one dict of columns (functional name: ``rows2columnar``).
+
+    Args:
+        source_datapipe: yields batches (lists) of rows.
+        column_names: the column names; needed for list rows, optional for dict rows (then only
+            these columns are kept).
+
+    Example:
+        >>> from loom.data.iter import IterableWrapper
+        >>> dict(next(iter(IterableWrapper([[{"a": 1}, {"a": 2}]]).rows2columnar())))
+        {'a': [1, 2]}
+    """
+
+    _repr_fields = ("column_names",)
+
+    def __init__(self, source_datapipe: Any, column_names: list[str] | None = None) -> None:
+        check_source("rows2columnar", source_datapipe)
+        self.source_datapipe = source_datapipe
+        self.column_names: list[str] = [] if column_names is None else list(column_names)
+
+    def _iterate(self, srcs: list[Iterator[Any]], state: Any) -> Iterator[Any]:
+        import functools
+
+        return map(functools.partial(_columnar, self.column_names), srcs[0])
+
+    def __len__(self) -> int:
+        return self._source_len()
+
+
+def _join_lines(lines: list[str]) -> str:
+    return "\n".join(lines)
+
+
+class _ParagraphState:
+    __slots__ = ("lines", "name")
+
+    def __init__(self, name: Any, lines: list[Any]) -> None:
+        self.name = name
+        self.lines = lines
+
+
+@functional_datapipe("lines_to_paragraphs")
+class ParagraphAggregator(IterDataPipe):
+    """Joins consecutive non-empty lines of a file into paragraphs (functional name: ``lines_to_paragraphs``).
+
+    Args:
+        source_datapipe: yields ``(file_name, line)``; an empty line ends a paragraph, and so does a
+            new file name.
+        joiner: joins a paragraph's lines (default: with newlines).
+
+    Example:
+        >>> from loom.data.iter import IterableWrapper
+        >>> rows = [("f", "a"), ("f", "b"), ("f", ""), ("f", "c")]
+        >>> list(IterableWrapper(rows).lines_to_paragraphs())
+        [('f', 'a\\nb'), ('f', 'c')]
+    """
+
+    _repr_fields = ("joiner",)
+
+    def __init__(self, source_datapipe: Any, joiner: Callable[[list[str]], Any] = _join_lines) -> None:
+        check_source("lines_to_paragraphs", source_datapipe)
+        check_fn("lines_to_paragraphs", "joiner", joiner)
+        self.source_datapipe = source_datapipe
+        self.joiner = joiner
+
+    def _init_state(self, ctx: Any) -> _ParagraphState:
+        return _ParagraphState(None, [])
+
+    def _iterate(self, srcs: list[Iterator[Any]], state: _ParagraphState) -> Iterator[Any]:
+        return self._run(srcs[0], state)
+
+    def _run(self, src: Iterator[Any], state: _ParagraphState) -> Iterator[Any]:
+        join = self.joiner
+        for name, line in src:
+            if state.name is None:
+                state.name = name
+            if line and state.name == name:
+                state.lines.append(line)
+                continue
+            done_name, done = state.name, state.lines
+            state.lines = [line] if line else []
+            state.name = name
+            if done:
+                yield done_name, join(done)
+        if state.lines:
+            done_name, done = state.name, state.lines
+            state.lines = []
+            yield done_name, join(done)
+
+    def _save_state(self, state: _ParagraphState) -> dict[str, Any]:
+        return {"file": state.name, "lines": list(state.lines)}
+
+    def _load_state(self, data: dict[str, Any], ctx: Any) -> _ParagraphState:
+        from loom.data.iter._common import load_list
+
+        return _ParagraphState(data.get("file"), load_list("ParagraphAggregator", data, "lines"))

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from loom.data._datapipe import MapDataPipe
+from loom.data.map._pipes import Batcher, InMemoryCacheHolder, IterToMapConverter, Mapper, Shuffler
 from loom.data.map._sources import SequenceWrapper
 
-__all__ = ["SequenceWrapper"]
+__all__ = [
+    "Batcher",
+    "InMemoryCacheHolder",
+    "IterToMapConverter",
+    "MapDataPipe",
+    "Mapper",
+    "SequenceWrapper",
+    "Shuffler",
+]
 
 for _name in __all__:
-    globals()[_name].__module__ = __name__
+    if _name != "MapDataPipe":
+        globals()[_name].__module__ = __name__
 del _name
