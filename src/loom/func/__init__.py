@@ -6,13 +6,13 @@ API-compatible with ``torch.func``: porting is an import change (``from loom.fun
 from __future__ import annotations
 
 from . import _rules
-from ._api import vmap
+from ._api import grad, grad_and_value, jvp, vjp, vmap
 from ._batched import set_vmap_fallback
 from ._rules._table import register_batch_rule
 
 _rules.load_all()
 
-__all__ = ["register_batch_rule", "set_vmap_fallback", "vmap"]
+__all__ = ["grad", "grad_and_value", "jvp", "register_batch_rule", "set_vmap_fallback", "vjp", "vmap"]
 
 for _name in __all__:
     globals()[_name].__module__ = __name__

@@ -6,6 +6,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+from ._autodiff import grad_and_value_impl, jvp_impl, vjp_impl
 from ._vmap import check_in_dims, vmap_impl
 
 _RANDOMNESS = ("error", "same", "different")
@@ -55,3 +56,112 @@ def vmap(
         return vmap_impl(func, in_dims, out_dims, randomness, chunk_size, args, kwargs)
 
     return wrapped
+
+
+def grad_and_value(func: Callable[..., Any], argnums: Any = 0, has_aux: bool = False) -> Callable[..., Any]:
+    """Like :func:`grad`, but the returned function gives ``(gradients, value)``.
+
+    Args:
+        func: A function returning a scalar tensor (or ``(scalar, aux)`` with ``has_aux=True``).
+        argnums: Which positional input(s) to differentiate: an int or a tuple of ints.
+        has_aux: ``func`` returns ``(output, aux)``; aux is returned alongside and not differentiated.
+
+    Returns:
+        A function returning ``(grads, value)``, or ``(grads, (value, aux))`` with ``has_aux``.
+
+    Example:
+        >>> import torch
+        >>> from loom.func import grad_and_value
+        >>> g, v = grad_and_value(lambda x: (x**2).sum())(torch.tensor([1.0, 2.0]))
+        >>> g, v
+        (tensor([2., 4.]), tensor(5.))
+    """
+
+    @functools.wraps(func)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        return grad_and_value_impl(func, argnums, has_aux, args, kwargs, "grad_and_value")
+
+    return wrapped
+
+
+def grad(func: Callable[..., Any], argnums: Any = 0, has_aux: bool = False) -> Callable[..., Any]:
+    """The gradient of a scalar function with respect to its ``argnums`` input(s).
+
+    Composes with every other transform (``vmap(grad(f))``, ``grad(grad(f))``...). An outer
+    ``torch.no_grad()`` does not stop it; a ``torch.no_grad()`` inside ``func`` is respected.
+
+    Args:
+        func: A function returning a scalar tensor (or ``(scalar, aux)`` with ``has_aux=True``).
+        argnums: Which positional input(s) to differentiate: an int or a tuple of ints.
+        has_aux: ``func`` returns ``(output, aux)``; the gradient function then returns ``(grads, aux)``.
+
+    Returns:
+        A function with ``func``'s inputs returning the gradients, shaped like ``args[argnums]``.
+
+    Raises:
+        RuntimeError: if ``func`` does not return a scalar tensor, or ``argnums`` is out of range.
+
+    Example:
+        >>> import torch
+        >>> from loom.func import grad
+        >>> grad(torch.sin)(torch.tensor(0.0))
+        tensor(1.)
+    """
+
+    @functools.wraps(func)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        grads, value = grad_and_value_impl(func, argnums, has_aux, args, kwargs, "grad")
+        return (grads, value[1]) if has_aux else grads
+
+    return wrapped
+
+
+def vjp(func: Callable[..., Any], *primals: Any, has_aux: bool = False) -> Any:
+    """Run ``func(*primals)`` and return its output with a function computing vector-Jacobian products.
+
+    Args:
+        func: A function of tensors returning a tensor or a pytree of tensors.
+        *primals: The inputs at which to differentiate.
+        has_aux: ``func`` returns ``(output, aux)``.
+
+    Returns:
+        ``(output, vjp_fn)`` or ``(output, vjp_fn, aux)``. ``vjp_fn(cotangents)`` takes cotangents shaped
+        like ``output`` and returns a tuple with one gradient per primal; it may be called many times.
+
+    Example:
+        >>> import torch
+        >>> from loom.func import vjp
+        >>> out, vjp_fn = vjp(torch.sin, torch.tensor([0.0, 1.0]))
+        >>> vjp_fn(torch.ones(2))[0]
+        tensor([1.0000, 0.5403])
+    """
+    return vjp_impl(func, primals, has_aux, {})
+
+
+def jvp(
+    func: Callable[..., Any],
+    primals: Any,
+    tangents: Any,
+    *,
+    strict: bool = False,
+    has_aux: bool = False,
+) -> Any:
+    """Forward-mode derivative: ``func(*primals)`` and its Jacobian applied to ``tangents``.
+
+    Args:
+        func: A function of tensors returning a tensor or a pytree of tensors.
+        primals: A tuple of inputs.
+        tangents: A tuple with one tangent per primal, same shapes.
+        strict: Not supported (as in torch.func); must be False.
+        has_aux: ``func`` returns ``(output, aux)``.
+
+    Returns:
+        ``(output, jvp_out)`` or ``(output, jvp_out, aux)``.
+
+    Example:
+        >>> import torch
+        >>> from loom.func import jvp
+        >>> jvp(torch.sin, (torch.tensor(0.0),), (torch.tensor(2.0),))
+        (tensor(0.), tensor(2.))
+    """
+    return jvp_impl(func, primals, tangents, has_aux, strict, {})

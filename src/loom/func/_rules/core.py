@@ -47,3 +47,10 @@ def _data_dependent(args: Any, bdims: Any, **kwargs: Any) -> tuple[Any, Any]:
 
 
 batch_rule(aten._local_scalar_dense, aten.is_nonzero, aten.equal, aten.item)(_data_dependent)
+
+
+@batch_rule(aten._has_same_storage_numel.default)
+def has_same_storage_numel(args: Any, bdims: Any, **kwargs: Any) -> tuple[Any, Any]:
+    # forward AD asks before using a tangent as is; a BatchedTensor has no storage of its own to compare,
+    # and a tangent laid out differently from its primal is still correct for the batched ops.
+    return True, None

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from ._table import RULES, Rule, pad_to_rank, register_each, to_front
+from ._table import RULES, Rule, batch_rule, pad_to_rank, register_each, to_front
 
 aten = torch.ops.aten
 
@@ -117,3 +117,42 @@ RULES[aten.clone.default] = _drop_memory_format(_base_clone)
 RULES[aten._to_copy.default] = _drop_memory_format(_base_to_copy)
 for _op in (aten.empty_like, aten.zeros_like, aten.ones_like, aten.full_like):
     register_each(lambda op: _drop_memory_format(pointwise_rule(op)), _op)
+
+
+def _elementwise_prims() -> list[tuple[Any, Any]]:
+    """(prims packet, aten default overload) for prims named like an aten pointwise op.
+
+    torch's Python references call prims inside some backward formulas; a prim on equal shapes is the aten
+    op of the same name, so the batched call goes to the aten op, which broadcasts.
+    """
+    found = []
+    for name in dir(torch.ops.prims):
+        packet = getattr(torch.ops.prims, name, None)
+        aten_packet = getattr(aten, name, None)
+        if not isinstance(packet, torch._ops.OpOverloadPacket) or aten_packet is None:
+            continue
+        overloads = [getattr(aten_packet, o) for o in aten_packet.overloads()]
+        pointwise = [o for o in overloads if torch.Tag.pointwise in o.tags]
+        if pointwise:
+            found.append((packet, getattr(aten_packet, "default", pointwise[0])))
+    return found
+
+
+def _packet_call(packet: Any) -> Any:
+    return lambda *args, **kwargs: packet(*args, **kwargs)
+
+
+for _prim, _aten_op in _elementwise_prims():
+    register_each(lambda op, _a=_aten_op: pointwise_rule(_packet_call(_a.overloadpacket)), _prim)
+
+
+@batch_rule(torch.ops.prims.convert_element_type.default)
+def convert_element_type(args: Any, bdims: Any, **kwargs: Any) -> tuple[Any, Any]:
+    return args[0].to(args[1]), bdims[0]
+
+
+@batch_rule(torch.ops.prims.broadcast_in_dim.default)
+def broadcast_in_dim(args: Any, bdims: Any, **kwargs: Any) -> tuple[Any, Any]:
+    x = to_front(args[0], bdims[0])
+    shape, dims = args[1], args[2]
+    return torch.ops.prims.broadcast_in_dim.default(x, [x.shape[0], *shape], [0, *[d + 1 for d in dims]]), 0
