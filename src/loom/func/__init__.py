@@ -6,13 +6,29 @@ API-compatible with ``torch.func``: porting is an import change (``from loom.fun
 from __future__ import annotations
 
 from . import _rules
-from ._api import grad, grad_and_value, jvp, vjp, vmap
+from ._api import grad, grad_and_value, hessian, jacfwd, jacrev, jvp, linearize, vjp, vmap
 from ._batched import set_vmap_fallback
+from ._module import functional_call, replace_all_batch_norm_modules_, stack_module_state
 from ._rules._table import register_batch_rule
 
 _rules.load_all()
 
-__all__ = ["grad", "grad_and_value", "jvp", "register_batch_rule", "set_vmap_fallback", "vjp", "vmap"]
+__all__ = [
+    "functional_call",
+    "grad",
+    "grad_and_value",
+    "hessian",
+    "jacfwd",
+    "jacrev",
+    "jvp",
+    "linearize",
+    "register_batch_rule",
+    "replace_all_batch_norm_modules_",
+    "set_vmap_fallback",
+    "stack_module_state",
+    "vjp",
+    "vmap",
+]
 
 for _name in __all__:
     globals()[_name].__module__ = __name__

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._autodiff import grad_and_value_impl, jvp_impl, vjp_impl
+from ._jacobian import jacfwd_impl, jacrev_impl, linearize_impl
 from ._vmap import check_in_dims, vmap_impl
 
 _RANDOMNESS = ("error", "same", "different")
@@ -165,3 +166,111 @@ def jvp(
         (tensor(0.), tensor(2.))
     """
     return jvp_impl(func, primals, tangents, has_aux, strict, {})
+
+
+def jacrev(
+    func: Callable[..., Any],
+    argnums: Any = 0,
+    *,
+    has_aux: bool = False,
+    chunk_size: int | None = None,
+    _preallocate_and_copy: bool = False,
+) -> Callable[..., Any]:
+    """The Jacobian of ``func`` with respect to ``argnums`` by reverse mode (``vmap`` over ``vjp``).
+
+    Args:
+        func: A function of tensors returning a tensor or a pytree of tensors.
+        argnums: Which positional input(s) to differentiate: an int or a tuple of ints.
+        has_aux: ``func`` returns ``(output, aux)``; the Jacobian function returns ``(jacobian, aux)``.
+        chunk_size: Compute at most this many rows of the Jacobian at a time.
+
+    Returns:
+        A function returning the Jacobian: for each output leaf, ``output.shape + input.shape`` blocks
+        (a tuple over inputs when ``argnums`` is a tuple).
+
+    Example:
+        >>> import torch
+        >>> from loom.func import jacrev
+        >>> jacrev(torch.sin)(torch.zeros(2))
+        tensor([[1., 0.],
+                [0., 1.]])
+    """
+    if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+        raise ValueError(f"jacrev: chunk_size must be None or a positive int, got {chunk_size!r}")
+
+    @functools.wraps(func)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        return jacrev_impl(func, argnums, has_aux, chunk_size, args, kwargs)
+
+    return wrapped
+
+
+def jacfwd(
+    func: Callable[..., Any], argnums: Any = 0, has_aux: bool = False, *, randomness: str = "error"
+) -> Callable[..., Any]:
+    """The Jacobian of ``func`` with respect to ``argnums`` by forward mode (``vmap`` over ``jvp``).
+
+    Args:
+        func: A function of tensors returning a tensor or a pytree of tensors.
+        argnums: Which positional input(s) to differentiate: an int or a tuple of ints.
+        has_aux: ``func`` returns ``(output, aux)``.
+        randomness: vmap's randomness mode for the batched jvp (``'error'``, ``'same'``, ``'different'``).
+
+    Returns:
+        A function returning the Jacobian, laid out as :func:`jacrev`'s.
+
+    Example:
+        >>> import torch
+        >>> from loom.func import jacfwd
+        >>> jacfwd(lambda x: x**2)(torch.tensor([1.0, 2.0]))
+        tensor([[2., 0.],
+                [0., 4.]])
+    """
+    if randomness not in _RANDOMNESS:
+        raise ValueError(f"jacfwd: randomness must be one of {_RANDOMNESS}, got {randomness!r}")
+
+    @functools.wraps(func)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        return jacfwd_impl(func, argnums, has_aux, randomness, args, kwargs)
+
+    return wrapped
+
+
+def hessian(func: Callable[..., Any], argnums: Any = 0) -> Callable[..., Any]:
+    """The Hessian of a scalar ``func``: ``jacfwd(jacrev(func, argnums), argnums)``.
+
+    Args:
+        func: A function returning a scalar tensor.
+        argnums: Which positional input(s) to differentiate.
+
+    Returns:
+        A function returning the Hessian, shaped ``input.shape + input.shape``.
+
+    Example:
+        >>> import torch
+        >>> from loom.func import hessian
+        >>> hessian(lambda x: (x**3).sum())(torch.tensor([1.0, 2.0]))
+        tensor([[ 6.,  0.],
+                [ 0., 12.]])
+    """
+    return jacfwd(jacrev(func, argnums), argnums)
+
+
+def linearize(func: Callable[..., Any], *primals: Any) -> tuple[Any, Callable[..., Any]]:
+    """``func(*primals)`` and a function computing its jvp at ``primals`` for any tangents.
+
+    Args:
+        func: A function of tensors returning a tensor or a pytree of tensors.
+        *primals: The point at which to linearize.
+
+    Returns:
+        ``(output, jvp_fn)``; ``jvp_fn(*tangents)`` returns the Jacobian of ``func`` applied to ``tangents``.
+
+    Example:
+        >>> import torch
+        >>> from loom.func import linearize
+        >>> out, jvp_fn = linearize(torch.sin, torch.tensor([0.0]))
+        >>> jvp_fn(torch.tensor([3.0]))
+        tensor([3.])
+    """
+    return linearize_impl(func, primals)
