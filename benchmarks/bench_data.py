@@ -18,8 +18,8 @@ from harness import Suite, cli_args
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from loom.data import profiling  # noqa: E402
-from loom.data.iter import IterableWrapper  # noqa: E402
+from loom.data import profiling
+from loom.data.iter import IterableWrapper
 
 
 def f1(x: int) -> int:
@@ -125,7 +125,9 @@ def main() -> None:
     }
     if _have_torchdata():
         baselines["torchdata_dataloader2"] = lambda: torchdata_loader(data)
-    suite.compare("map x3, filter, batch(64)", loom=lambda: consume(loom_pipe(data)), items_per_call=n, **baselines)
+    suite.compare(
+        "map x3, filter, batch(64)", loom=lambda: consume(loom_pipe(data)), items_per_call=n, **baselines
+    )
     extras = Suite("data", warmup=1, repeats=7 if not args.quick else 2)
     extras.compare(
         "same, state_dict() after every batch",

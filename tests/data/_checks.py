@@ -13,11 +13,11 @@ _PLAIN = (int, float, str, bytes, bool, type(None), torch.Tensor)
 
 def assert_plain(value: Any, path: str = "state") -> None:
     """State dicts hold numbers, strings, lists, tuples, dicts and tensors only."""
-    if isinstance(value, dict):
+    if type(value) is dict:
         for k, v in value.items():
             assert isinstance(k, (str, int)), f"{path}: key {k!r} is not a str or int"
             assert_plain(v, f"{path}.{k}")
-    elif isinstance(value, (list, tuple)):
+    elif type(value) in (list, tuple):
         for i, v in enumerate(value):
             assert_plain(v, f"{path}[{i}]")
     else:

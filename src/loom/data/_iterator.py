@@ -9,7 +9,8 @@
 # A pipe with one source nests it under "source" (SOURCE_KEY), with several under "sources"
 # (SOURCES_KEY, a list in ``_sources()`` order), with none under neither. "pipe" is the class name:
 # restoring checks it level by level, so a state taken from a different pipeline fails with the path
-# of the first mismatch instead of silently misaligning.
+# of the first mismatch instead of silently misaligning. The root also holds "random" (RANDOM_KEY):
+# the seeds this iteration gave its random pipes, by graph position; see NOTE [seeds] in _random.py.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Iterator
 from operator import itemgetter
 from typing import Any
 
-from loom.data._datapipe import IterDataPipe, _is_native
+from loom.data._datapipe import DataChunk, IterDataPipe, _is_native
 
 __all__ = ["PipeIterator", "profiling"]
 
@@ -29,6 +30,7 @@ PIPE_KEY = "pipe"
 STATE_KEY = "state"
 SOURCE_KEY = "source"
 SOURCES_KEY = "sources"
+RANDOM_KEY = "random"
 
 _second = itemgetter(1)
 _PROFILING = [False]
@@ -66,7 +68,8 @@ class Context:
         self.shard: tuple[int, int] | None = None  # set while building a pipe: upstream sharding
         self._base_seed: int | None = None
         self._positions: dict[int, int] | None = None
-        self.sharding_filters = 0
+        self._pipes: list[Any] | None = None
+        self.random: dict[int, list[int]] = {}  # graph position -> [seed, epoch, starts]
 
     def seed_for(self, pipe: Any) -> int:
         """A seed for one random pipe for this epoch; see NOTE [seeds] in _random.py."""
@@ -74,12 +77,22 @@ class Context:
 
         return seed_for(self, pipe)
 
-    def position(self, pipe: Any) -> int:
-        if self._positions is None:
+    def _graph(self) -> list[Any]:
+        if self._pipes is None:
             from loom.data._graph import list_dps, traverse_dps
 
-            self._positions = {id(p): i for i, p in enumerate(list_dps(traverse_dps(self.root)))}
+            self._pipes = list_dps(traverse_dps(self.root))
+            self._positions = {id(p): i for i, p in enumerate(self._pipes)}
+        return self._pipes
+
+    def position(self, pipe: Any) -> int:
+        self._graph()
+        assert self._positions is not None
         return self._positions.get(id(pipe), -1)
+
+    def pipe_at(self, position: int) -> Any:
+        pipes = self._graph()
+        return pipes[position] if 0 <= position < len(pipes) else None
 
     def base_seed(self) -> int:
         if self._base_seed is None:
@@ -132,7 +145,7 @@ def _build(pipe: Any, ctx: Context, saved: dict[str, Any] | None, path: str) -> 
     if saved is None:
         node.state = pipe._init_state(ctx)
     else:
-        node.state = pipe._load_state(saved.get(STATE_KEY, {}), ctx)
+        node.state = pipe._load_state(_decode(saved.get(STATE_KEY, {})), ctx)
     node.shard = ctx.shard  # a sharding pipe's _init_state/_load_state sets its own
     if getattr(pipe, "_restarts_sources", False):
         handles = [SourceHandle(node, i, ctx, path) for i in range(len(node.sources))]
@@ -217,6 +230,36 @@ def _not_resumable(node: _Node, path: str) -> str:
     )
 
 
+_CHUNK_TAG = "__loom_datachunk__"
+
+
+def _encode(obj: Any) -> Any:
+    """Saved buffers hold user elements; DataChunks in them become tagged dicts (plain data)."""
+    kind = type(obj)
+    if kind is DataChunk:
+        return {_CHUNK_TAG: [_encode(x) for x in obj]}
+    if kind is list:
+        return [_encode(x) for x in obj]
+    if kind is tuple:
+        return tuple(_encode(x) for x in obj)
+    if kind is dict:
+        return {k: _encode(v) for k, v in obj.items()}
+    return obj
+
+
+def _decode(obj: Any) -> Any:
+    kind = type(obj)
+    if kind is dict:
+        if len(obj) == 1 and _CHUNK_TAG in obj:
+            return DataChunk(_decode(x) for x in obj[_CHUNK_TAG])
+        return {k: _decode(v) for k, v in obj.items()}
+    if kind is list:
+        return [_decode(x) for x in obj]
+    if kind is tuple:
+        return tuple(_decode(x) for x in obj)
+    return obj
+
+
 def _save(node: _Node, path: str) -> dict[str, Any]:
     out: dict[str, Any] = {PIPE_KEY: node.name()}
     if not _is_native(node.pipe):
@@ -226,7 +269,7 @@ def _save(node: _Node, path: str) -> dict[str, Any]:
         out[STATE_KEY] = it.state_dict()
         return out
     with node.pipe._snapshot_guard(node.state):
-        out[STATE_KEY] = node.pipe._save_state(node.state)
+        out[STATE_KEY] = _encode(node.pipe._save_state(node.state))
         if len(node.sources) == 1:
             out[SOURCE_KEY] = _save(node.sources[0], f"{path}.{SOURCE_KEY}")
         elif node.sources:
@@ -283,8 +326,9 @@ class PipeIterator(Iterator[Any]):
 
     def state_dict(self) -> dict[str, Any]:
         """The position of this iteration as plain data; see NOTE [iterator state format]."""
-        out = {VERSION_KEY: STATE_VERSION}
+        out: dict[str, Any] = {VERSION_KEY: STATE_VERSION}
         out.update(_save(self._root, "root"))
+        out[RANDOM_KEY] = {pos: list(entry) for pos, entry in self._ctx.random.items()}
         return out
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -294,6 +338,13 @@ class PipeIterator(Iterator[Any]):
             raise RuntimeError(
                 f"load_state_dict: not a loom.data iterator state (version {got!r}, expected {STATE_VERSION})"
             )
+        self._ctx.random = {}
+        for pos, entry in state.get(RANDOM_KEY, {}).items():
+            seed, epoch, starts = (int(v) for v in entry)
+            self._ctx.random[int(pos)] = [seed, epoch, starts]
+            pipe = self._ctx.pipe_at(int(pos))
+            if epoch >= 0 and pipe is not None:
+                pipe._epoch = epoch + 1  # the next epoch after this one, as in the original run
         self._set_root(_build(self.pipe, self._ctx, state, "root"))
 
     def profile(self) -> list[dict[str, Any]]:

@@ -13,6 +13,9 @@
 #   pipes before the sharding point must shuffle identically in every worker, or elements would be
 #   duplicated and lost.
 # - After a sharding point, the shard index is mixed in, so each worker and rank shuffles differently.
+# - A pipe started again within one iteration (by Cycler) mixes in how many times it started.
+# The per-iteration seeds and start counts are saved in the root of the iterator state ("random"),
+# so a restored iterator reseeds later restarts, and later epochs, exactly as the original would.
 """
 
 from __future__ import annotations
@@ -43,14 +46,23 @@ def draw_base_seed(worker: Any) -> int:
 
 
 def seed_for(ctx: Any, pipe: Any) -> int:
+    """A seed for one start of a random pipe. See NOTE [seeds]."""
+    position = ctx.position(pipe)
+    entry = ctx.random.get(position)
+    if entry is None:
+        explicit = getattr(pipe, "_seed", None)
+        if explicit is None:
+            entry = [ctx.base_seed(), -1, 0]
+        else:
+            epoch = getattr(pipe, "_epoch", 0)
+            pipe._epoch = epoch + 1
+            loader = -1 if ctx.worker is None else int(ctx.worker.seed - ctx.worker.id)
+            entry = [mix(explicit, epoch, loader), epoch, 0]
+        ctx.random[position] = entry
+    draw = entry[2]
+    entry[2] = draw + 1  # a pipe restarted within one iteration (Cycler) draws again
     shard_index = -1 if ctx.shard is None else ctx.shard[1]
-    explicit = getattr(pipe, "_seed", None)
-    if explicit is None:
-        return mix(ctx.base_seed(), ctx.position(pipe), shard_index)
-    epoch = getattr(pipe, "_epoch", 0)
-    pipe._epoch = epoch + 1
-    loader = -1 if ctx.worker is None else int(ctx.worker.seed - ctx.worker.id)
-    return mix(explicit, epoch, shard_index, loader)
+    return mix(entry[0], position, draw, shard_index)
 
 
 def set_graph_random_seed(pipe: Any, seed: int) -> Any:

@@ -275,7 +275,9 @@ class ShuffledFlatMapper(IterDataPipe):
         size = self.buffer_size
         randrange = state.rng.randrange
         if not state.draining:
-            for x in src:
+            # Each element goes into the buffer the moment it is taken from the source, so no
+            # taken element ever waits outside the saved state.
+            while True:
                 while len(buffer) == size:
                     out = next(buffer[state.index].it, _END)
                     if out is _END:
@@ -283,6 +285,9 @@ class ShuffledFlatMapper(IterDataPipe):
                     else:
                         state.index = randrange(size)
                         yield out
+                x = next(src, _END)
+                if x is _END:
+                    break
                 buffer.append(Pending(list(fn(x))))
             state.draining = True
         while buffer:

@@ -226,7 +226,7 @@ def _drop(indices: set[Any], item: Any) -> Any:
         out = {k: v for k, v in item.items() if k not in indices}
     else:
         _not_a_container("drop")
-        out = item
+        return item
     _warn_missing("drop", item, indices)
     return out
 
@@ -280,7 +280,7 @@ def _slice(index: Any, stop: Any, step: Any, item: Any) -> Any:
             out = item
     else:
         _not_a_container("slice")
-        out = item
+        return item
     if many:
         _warn_missing("slice", item, index)
     return out

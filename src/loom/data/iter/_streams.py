@@ -1,0 +1,153 @@
+"""StreamWrapper (file handles that close deterministically) and the reopen specs that make readers resumable.
+
+# NOTE [streams are not state; reopen specs are]
+# Pipes that read files pass ``(path, StreamWrapper)`` pairs downstream. A live stream cannot go into
+# a state dict, so each StreamWrapper made by a Loom opener carries ``spec``: plain data that says how
+# to open the same stream again, e.g. ``{"kind": "file", "path": ..., "mode": "rb", "encoding": None}``
+# or ``{"kind": "tar", "archive": <the archive's spec>, "member": "a/b.txt", "mode": "r:*"}``.
+# A reader that is in the middle of a stream when ``state_dict()`` is called (LineReader at line k,
+# TarArchiveLoader at member i) saves the spec and its position; ``load_state_dict()`` reopens the
+# stream with ``reopen(spec)`` and skips to the position. Its source has already moved past that
+# stream, so nothing is read twice. A stream without a spec (an HTTP response, a user's BytesIO)
+# makes ``state_dict()`` fail with an error naming the reader and the path, never a silent misalignment.
+# fsspec specs hold the storage options the opener was given (plain values only): keep credentials
+# in the environment or fsspec's config rather than in pipe arguments if states are shared.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from typing import IO, Any
+
+__all__ = ["StreamWrapper", "register_reopener", "reopen"]
+
+_REOPENERS: dict[str, Callable[[dict[str, Any]], IO[Any]]] = {}
+
+
+class StreamWrapper:
+    """A file-like object that closes its stream when consumed, on ``close()``, or when garbage collected.
+
+    Attribute access goes to the wrapped stream (``read``, ``readline``, ``seek``...). Iterating it yields
+    the stream's lines and closes the stream after the last one. torchdata's pipes produce
+    ``StreamWrapper`` objects in the same places; Loom's also carry ``spec`` (see
+    NOTE [streams are not state; reopen specs are]).
+
+    Args:
+        file_obj: the stream to wrap.
+        name: a name for messages, usually the path.
+        spec: plain data describing how to open the same stream again, or ``None``.
+
+    Example:
+        >>> import io
+        >>> s = StreamWrapper(io.BytesIO(b"a\\nb\\n"), name="mem")
+        >>> list(s), s.closed
+        ([b'a\\n', b'b\\n'], True)
+    """
+
+    __slots__ = ("__weakref__", "file_obj", "name", "spec")
+
+    def __init__(self, file_obj: Any, name: str | None = None, spec: dict[str, Any] | None = None) -> None:
+        self.file_obj = file_obj
+        self.name = name if name is not None else getattr(file_obj, "name", repr(file_obj))
+        self.spec = spec
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.file_obj, attr)
+
+    def __iter__(self) -> Iterator[Any]:
+        try:
+            yield from self.file_obj
+        finally:
+            self.close()
+
+    def __enter__(self) -> StreamWrapper:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def read(self, *args: Any) -> Any:
+        return self.file_obj.read(*args)
+
+    def close(self) -> None:
+        close = getattr(self.file_obj, "close", None)
+        if close is not None:
+            close()
+
+    @property
+    def closed(self) -> bool:
+        return bool(getattr(self.file_obj, "closed", False))
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: S110 - nothing useful can be done while collecting
+            pass
+
+    def __repr__(self) -> str:
+        return f"StreamWrapper<{self.name!r}>"
+
+    def __getstate__(self) -> Any:
+        raise TypeError(f"cannot pickle StreamWrapper<{self.name!r}>: open streams cannot be pickled")
+
+
+def register_reopener(kind: str, fn: Callable[[dict[str, Any]], IO[Any]]) -> None:
+    """Teach ``reopen`` a new spec kind; ``fn(spec)`` returns an open stream."""
+    _REOPENERS[kind] = fn
+
+
+def reopen(spec: dict[str, Any], call: str) -> IO[Any]:
+    """Open the stream that ``spec`` describes again, for a reader restoring its position."""
+    kind = spec.get("kind") if isinstance(spec, dict) else None
+    fn = _REOPENERS.get(kind)  # type: ignore[arg-type]
+    if fn is None:
+        raise RuntimeError(f"load_state_dict: {call} cannot reopen a stream of kind {kind!r} (spec {spec!r})")
+    return fn(spec)
+
+
+def stream_spec(stream: Any) -> dict[str, Any] | None:
+    return getattr(stream, "spec", None) if isinstance(stream, StreamWrapper) else None
+
+
+def require_spec(call: str, path: str, stream: Any) -> dict[str, Any]:
+    """The stream's spec for a state dict, or a clear error saying why this position cannot be saved."""
+    spec = stream_spec(stream)
+    if spec is None:
+        raise RuntimeError(
+            f"state_dict: {call} is in the middle of {path!r}, whose stream "
+            f"({type(getattr(stream, 'file_obj', stream)).__name__}) cannot be reopened, so its position "
+            "cannot be saved; open files with FileOpener/FSSpecFileOpener (or archive loaders over them) "
+            "for resumable reading"
+        )
+    return spec
+
+
+def unwrap(stream: Any) -> Any:
+    return stream.file_obj if isinstance(stream, StreamWrapper) else stream
+
+
+def close_quietly(stream: Any) -> None:
+    close = getattr(stream, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:  # noqa: S110 - closing after an error must not hide the error
+            pass
+
+
+def check_pair(call: str, item: Any) -> tuple[str, Any]:
+    if not isinstance(item, tuple) or len(item) != 2:
+        raise TypeError(f"{call}: expected (path, stream) pairs, got {type(item).__name__}: {item!r:.80}")
+    return item
+
+
+def _open_file(spec: dict[str, Any]) -> IO[Any]:
+    return open(spec["path"], spec["mode"], encoding=spec.get("encoding"))  # noqa: SIM115
+
+
+def _as_text(stream: IO[Any], encoding: str | None) -> IO[Any]:
+    return io.TextIOWrapper(stream, encoding=encoding)  # type: ignore[arg-type]
+
+
+register_reopener("file", _open_file)
