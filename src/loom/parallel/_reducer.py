@@ -9,6 +9,7 @@ queued on the autograd engine waits for every bucket and writes the averaged gra
 from __future__ import annotations
 
 import warnings
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -105,6 +106,9 @@ class Reducer:
         self._warned_create_graph = False
         self._used_map_work: Any = None
         self._used_map: torch.Tensor | None = None
+        self._all_used_here = False
+        self._pinned: torch.Tensor | None = None
+        self._pinned_copied: Any = None
         self._build(plan_buckets(params, bucket_cap_mb))
         self._reset()
         self._handles = [
@@ -174,10 +178,14 @@ class Reducer:
             self._reached |= reached_parameters(outputs, self._index_of)
 
     def _hook_for(self, i: int) -> Callable[[torch.Tensor], None]:
-        on_grad = self._on_grad
+        # A weak reference: once the wrapper is gone its hooks do nothing (and __del__ removes them).
+        # _on_grad is looked up per call so a profiler can wrap the instance's method.
+        ref = weakref.ref(self)
 
         def hook(param: torch.Tensor) -> None:
-            on_grad(i, param)
+            reducer = ref()
+            if reducer is not None:
+                reducer._on_grad(i, param)
 
         return hook
 
@@ -246,11 +254,27 @@ class Reducer:
             self._launch(self._next)
             self._next += 1
         if self._next == nb and (self.find_unused or (self.static is not None and self.static.recording)):
-            used = torch.tensor([1.0 if u else 0.0 for u in self._used], device=self.buckets[0].buffer.device)
-            self._used_map = used
-            self._used_map_work = _comm.all_reduce_async(
-                used, self.group, False, "all-reduce of the used map"
-            )
+            self._launch_used_map()
+
+    def _launch_used_map(self) -> None:
+        """All-reduce which parameters each rank used, without a host-device synchronization.
+
+        See NOTE [the used map is read only where a parameter went unused].
+        """
+        values = torch.tensor(self._used, dtype=torch.float32)
+        device = self.buckets[0].buffer.device
+        if device.type == "cuda":
+            if self._pinned is None:
+                self._pinned = torch.empty(len(self.params), dtype=torch.float32, pin_memory=True)
+            if self._pinned_copied is not None:
+                self._pinned_copied.synchronize()  # the previous copy out of the pinned buffer is done
+            self._pinned.copy_(values)
+            values = self._pinned.to(device, non_blocking=True)
+            self._pinned_copied = torch.cuda.Event()
+            self._pinned_copied.record()
+        self._used_map = values
+        self._all_used_here = all(self._used)
+        self._used_map_work = _comm.all_reduce_async(values, self.group, False, "all-reduce of the used map")
 
     def _launch(self, b: int) -> None:
         bucket = self.buckets[b]
@@ -373,7 +397,12 @@ class Reducer:
             return None if self.static is None else self.static.global_used
         _comm.wait(self._used_map_work, "all-reduce of the used map")
         assert self._used_map is not None
-        used = (self._used_map > 0).tolist()
+        recording = self.static is not None and self.static.recording
+        # NOTE [the used map is read only where a parameter went unused]
+        # Reading the all-reduced map on the host waits for the GPU to finish backward, which stalls the
+        # CPU's run-ahead every iteration. A rank that used every parameter knows they are all globally
+        # used, so only ranks with a locally unused parameter (and the static-graph record) read it.
+        used = None if self._all_used_here and not recording else (self._used_map > 0).tolist()
         self._used_map_work = self._used_map = None
         return used  # type: ignore[no-any-return]
 
@@ -446,7 +475,10 @@ class Reducer:
             _comm.wait(self._used_map_work, "all-reduce of the used map")
             self._used_map_work = self._used_map = None
 
+    def __del__(self) -> None:
+        self.remove_hooks()
+
     def remove_hooks(self) -> None:
-        for handle in self._handles:
+        for handle in getattr(self, "_handles", ()):
             handle.remove()
         self._handles = []

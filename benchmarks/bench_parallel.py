@@ -1,0 +1,274 @@
+"""DDP: Loom vs torch DistributedDataParallel, same processes, same models, interleaved training steps.
+
+CPU (default): Gloo, 2 processes (spawned here, or launched with torchrun), an MLP and a small
+recommendation model with an unused branch. ``--device cuda``: one GPU, world size 1 over NCCL (bucketing,
+hooks and all-reduce still run), ResNet-50 from torchvision, batch 128, bf16 autocast, channels_last,
+synthetic data. Reports samples/s, torch/Loom time ratio (> 1: Loom faster) and Loom's Python hook
+overhead per step.
+
+    python benchmarks/bench_parallel.py [--quick] [--json out.json]
+    torchrun --nproc-per-node 2 benchmarks/bench_parallel.py
+    PYTHONPATH=src python benchmarks/bench_parallel.py --device cuda --json gpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as TorchDDP
+
+from harness import Suite
+from loom.parallel import DistributedDataParallel as LoomDDP
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--json", default=None, help="write results as JSON to this file")
+    parser.add_argument("--quick", action="store_true", help="small sizes, few repeats (a smoke run)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--world", type=int, default=2, help="processes to spawn on CPU (no torchrun)")
+    parser.add_argument("--modes", default=None, help="comma-separated subset of modes (cuda)")
+    return parser.parse_args()
+
+
+# ---- models ---------------------------------------------------------------------------------------------
+
+
+class MLP(nn.Module):
+    def __init__(self, width: int = 512, depth: int = 6) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Linear(256, width), nn.ReLU()]
+        for _ in range(depth - 2):
+            layers += [nn.Linear(width, width), nn.ReLU()]
+        layers.append(nn.Linear(width, 10))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class RecModel(nn.Module):
+    """Sparse features through embedding bags, dense features through an MLP, a top MLP; ``aux`` unused."""
+
+    def __init__(self, tables: int = 8, rows: int = 2000, dim: int = 32) -> None:
+        super().__init__()
+        self.embeddings = nn.ModuleList([nn.EmbeddingBag(rows, dim, mode="sum") for _ in range(tables)])
+        self.bottom = nn.Sequential(nn.Linear(13, 128), nn.ReLU(), nn.Linear(128, dim), nn.ReLU())
+        self.top = nn.Sequential(nn.Linear(dim * (tables + 1), 256), nn.ReLU(), nn.Linear(256, 1))
+        self.aux = nn.Sequential(nn.Linear(dim * (tables + 1), 64), nn.ReLU(), nn.Linear(64, 1))  # unused
+
+    def forward(self, dense: torch.Tensor, sparse: torch.Tensor) -> torch.Tensor:
+        feats = [self.bottom(dense)] + [emb(sparse[:, t]) for t, emb in enumerate(self.embeddings)]
+        return self.top(torch.cat(feats, dim=1))
+
+
+# ---- one rank -------------------------------------------------------------------------------------------
+
+
+class HookProfile:
+    """Benchmark-only instrumentation: time inside Loom's hooks, minus the bucket launches they trigger."""
+
+    def __init__(self, reducer: Any) -> None:
+        self.reducer = reducer
+        self.hook_s = 0.0
+        self.launch_s = 0.0
+        self.calls = 0
+        on_grad, launch = reducer._on_grad, reducer._launch
+
+        def timed_on_grad(i: int, param: torch.Tensor) -> None:
+            start = time.perf_counter()
+            on_grad(i, param)
+            self.hook_s += time.perf_counter() - start
+            self.calls += 1
+
+        def timed_launch(b: int) -> None:
+            start = time.perf_counter()
+            launch(b)
+            self.launch_s += time.perf_counter() - start
+
+        reducer._on_grad = timed_on_grad
+        reducer._launch = timed_launch
+
+    def remove(self) -> None:
+        del self.reducer._on_grad
+        del self.reducer._launch
+
+
+def make_step(
+    ddp: nn.Module, batch: tuple[torch.Tensor, ...], loss_fn: Callable[[Any], torch.Tensor], cuda: bool
+) -> Callable[[], None]:
+    opt = torch.optim.SGD(ddp.parameters(), lr=0.01, momentum=0.9)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        if cuda:
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                out = ddp(*batch)
+        else:
+            out = ddp(*batch)
+        loss_fn(out).backward()
+        opt.step()
+
+    return step
+
+
+def steps_of(step: Callable[[], None], n: int) -> Callable[[], None]:
+    def run() -> None:
+        for _ in range(n):
+            step()
+
+    return run
+
+
+def cpu_cases(quick: bool, world: int) -> list[tuple[str, Callable[[], nn.Module], dict[str, Any], Any, int]]:
+    batch = 32 if quick else 128
+    g = torch.Generator().manual_seed(0)
+    mlp_batch = (torch.randn(batch, 256, generator=g),)
+    rec_batch = (torch.randn(batch, 13, generator=g), torch.randint(0, 2000, (batch, 8, 4), generator=g))
+    mlp = lambda: MLP()  # noqa: E731
+    rec = lambda: RecModel()  # noqa: E731
+    return [
+        ("mlp default", mlp, {}, mlp_batch, batch),
+        ("mlp gradient_as_bucket_view", mlp, {"gradient_as_bucket_view": True}, mlp_batch, batch),
+        ("mlp static_graph", mlp, {"static_graph": True}, mlp_batch, batch),
+        ("rec find_unused_parameters", rec, {"find_unused_parameters": True}, rec_batch, batch),
+        ("rec static_graph", rec, {"static_graph": True}, rec_batch, batch),
+    ]
+
+
+def cuda_cases(modes: str | None) -> list[tuple[str, Callable[[], nn.Module], dict[str, Any], Any, int]]:
+    import torchvision  # only on the GPU machine
+
+    batch = 128
+    images = torch.randn(batch, 3, 224, 224, device="cuda").to(memory_format=torch.channels_last)
+    labels = torch.randint(0, 1000, (batch,), device="cuda")
+
+    def resnet() -> nn.Module:
+        return torchvision.models.resnet50().cuda().to(memory_format=torch.channels_last)
+
+    all_modes = {
+        "default": {},
+        "find_unused_parameters": {"find_unused_parameters": True},
+        "static_graph": {"static_graph": True},
+        "default+bucket_view": {"gradient_as_bucket_view": True},
+        # torch broadcasts buffers every forward even at world size 1; Loom skips that no-op
+        "default+no_buffer_broadcast": {"broadcast_buffers": False},
+        "static_graph+bucket_view": {"static_graph": True, "gradient_as_bucket_view": True},
+    }
+    chosen = list(all_modes) if modes is None else modes.split(",")
+    return [
+        (f"resnet50 {m}", resnet, {**all_modes[m], "device_ids": [0]}, (images, labels), batch)
+        for m in chosen
+    ]
+
+
+def run_rank(rank: int, world: int, args: argparse.Namespace) -> None:
+    cuda = args.device == "cuda"
+    if not cuda:
+        torch.set_num_threads(1)
+    else:
+        torch.cuda.set_device(0)
+        torch.backends.cudnn.benchmark = True
+    dist.init_process_group("nccl" if cuda else "gloo", timeout=datetime.timedelta(seconds=120))
+    suite = Suite(f"parallel-{args.device}", warmup=2 if args.quick else 3, repeats=3 if args.quick else 10)
+    steps = 2 if args.quick else (10 if cuda else 20)
+    cases = cuda_cases(args.modes) if cuda else cpu_cases(args.quick, world)
+    for name, make, kwargs, batch, per_rank in cases:
+        torch.manual_seed(0)
+        base = make()
+        loom_model = make()
+        loom_model.load_state_dict(base.state_dict())
+        loom = LoomDDP(loom_model, **kwargs)
+        anchor = TorchDDP(base, **kwargs)
+        if cuda:
+            labels = batch[1]
+            loss_fn = lambda out, labels=labels: nn.functional.cross_entropy(out.float(), labels)  # noqa: E731
+            inputs = batch[:1]
+        else:
+            loss_fn = lambda out: out.float().pow(2).mean()  # noqa: E731
+            inputs = batch
+        loom_step = make_step(loom, inputs, loss_fn, cuda)
+        torch_step = make_step(anchor, inputs, loss_fn, cuda)
+        record = suite.compare(
+            name,
+            loom=steps_of(loom_step, steps),
+            items_per_call=per_rank * world * steps,
+            torch_ddp=steps_of(torch_step, steps),
+        )
+        profile = HookProfile(loom.reducer)
+        for _ in range(steps):
+            loom_step()
+        profile.remove()
+        record.extra = {
+            "world_size": world,
+            "global_batch": per_rank * world,
+            "hook_calls_per_step": profile.calls / steps,
+            "hook_overhead_us_per_step": (profile.hook_s - profile.launch_s) / steps * 1e6,
+            "hook_overhead_us_per_call": (profile.hook_s - profile.launch_s) / max(profile.calls, 1) * 1e6,
+            "bucket_launch_us_per_step": profile.launch_s / steps * 1e6,
+            "buckets": len(loom.reducer.buckets),
+        }
+        del loom, anchor, loom_step, torch_step
+        if cuda:
+            torch.cuda.empty_cache()
+    if rank == 0:
+        suite.finish(args.json)
+        print("\nLoom hook overhead (Python bookkeeping inside the per-parameter hooks, launches excluded):")
+        for r in suite.records:
+            e = r.extra
+            print(
+                f"  {r.name}: {e['hook_calls_per_step']:.0f} hook calls/step, "
+                f"{e['hook_overhead_us_per_step']:.0f} us/step ({e['hook_overhead_us_per_call']:.2f} us/call); "
+                f"bucket copy+launch {e['bucket_launch_us_per_step']:.0f} us/step over {e['buckets']} buckets"
+            )
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def _spawned(rank: int, world: int, port: int, args: argparse.Namespace) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
+    run_rank(rank, world, args)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def main() -> None:
+    args = parse_args()
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:  # torchrun
+        run_rank(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), args)
+        return
+    world = 1 if args.device == "cuda" else args.world
+    port = _free_port()
+    if world == 1:
+        _spawned(0, 1, port, args)
+        return
+    import torch.multiprocessing as mp
+
+    context = mp.start_processes(
+        _spawned, args=(world, port, args), nprocs=world, join=False, start_method="spawn"
+    )
+    deadline = time.monotonic() + 3600
+    while not context.join(timeout=5):
+        if time.monotonic() > deadline:
+            for p in context.processes:
+                p.kill()
+            raise SystemExit("bench_parallel: timed out")
+
+
+if __name__ == "__main__":
+    main()
