@@ -99,3 +99,17 @@ def test_worker_without_sharding_filter_warns(monkeypatch) -> None:
     with pytest.warns(RuntimeWarning, match="worker 1 of 2 but the pipeline has no sharding_filter"):
         iter(IterableWrapper(range(4)))
     assert list(IterableWrapper(range(6)).sharding_filter()) == [1, 3, 5]
+
+
+@pytest.mark.multiprocess
+@pytest.mark.timeout(120)
+def test_dataloader_worker_with_nothing_to_do() -> None:
+    # torchdata's multiprocessing reading service crashes when a worker yields nothing.
+    loader = torch.utils.data.DataLoader(
+        IterableWrapper([5]).sharding_filter(),
+        batch_size=None,
+        num_workers=2,
+        multiprocessing_context="fork",
+        timeout=60,
+    )
+    assert [int(x) for x in loader] == [5]

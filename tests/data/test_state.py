@@ -95,3 +95,47 @@ def test_profiling_keeps_state() -> None:
         assert_resumes_identically(lambda: IterableWrapper(range(9)).map(str).batch(2))
     finally:
         profiling(False)
+
+
+def test_shared_node_is_built_once_per_iteration() -> None:
+    from collections.abc import Iterator
+    from typing import Any
+
+    from loom.data import IterDataPipe
+
+    class Box(IterDataPipe):
+        _shared_in_iteration = True
+
+        def __init__(self, source_datapipe):
+            self.source_datapipe = source_datapipe
+
+        def _iterate(self, srcs: list[Iterator[Any]], state: Any) -> Any:
+            return srcs[0]
+
+    class Take(IterDataPipe):
+        def __init__(self, box, n):
+            self.box, self.n = box, n
+
+        def _sources(self):
+            return (self.box,)
+
+        def _iterate(self, srcs, state):
+            import itertools
+
+            return itertools.islice(srcs[0], self.n)
+
+    class Both(IterDataPipe):
+        def __init__(self, a, b):
+            self.a, self.b = a, b
+
+        def _sources(self):
+            return (self.a, self.b)
+
+        def _iterate(self, srcs, state):
+            return iter(list(srcs[0]) + list(srcs[1]))
+
+    box = Box(IterableWrapper(range(6)))
+    # Both readers share one iteration of the box: the second continues where the first stopped.
+    assert list(Both(Take(box, 2), Take(box, 10))) == [0, 1, 2, 3, 4, 5]
+    it = iter(Both(Take(box, 2), Take(box, 10)))
+    assert it.state_dict()["sources"][0]["source"]["pipe"] == "Box"

@@ -19,6 +19,15 @@
 #   _restarts_sources = True           ``_iterate`` then gets SourceHandles (``.it``, ``.restart()``)
 #                                      instead of iterators, to run its sources for several epochs
 #   _is_random = True                  the pipe is seeded by set_graph_random_seed (see _random.py)
+#   _shared_in_iteration = True        one node per iteration however many readers reach the pipe
+#                                      (the hidden container behind fork/demux children): its
+#                                      ``_iterate`` may return any object (say, one with per-child
+#                                      buffers) that the readers' ``_iterate`` knows how to use, and
+#                                      its state is saved under each reader (the copies are equal;
+#                                      the first one found is loaded)
+#
+# Several sources: ``_sources()`` returns them all; ``_iterate`` gets their raw iterators in that
+# order and the state nests them as a list under "sources" (zip, concat, mux).
 #
 # Raise bad-argument errors in ``__init__`` (``ValueError("header: limit must be >= 0, got -1")``),
 # check loaded state in ``_load_state`` (RuntimeError naming the pipe), keep the same state keys at

@@ -70,6 +70,7 @@ class Context:
         self._positions: dict[int, int] | None = None
         self._pipes: list[Any] | None = None
         self.random: dict[int, list[int]] = {}  # graph position -> [seed, epoch, starts]
+        self.shared: dict[int, Any] = {}  # id(pipe) -> its node, for pipes shared within an iteration
 
     def seed_for(self, pipe: Any) -> int:
         """A seed for one random pipe for this epoch; see NOTE [seeds] in _random.py."""
@@ -120,7 +121,12 @@ class _Node:
 
 
 def _build(pipe: Any, ctx: Context, saved: dict[str, Any] | None, path: str) -> _Node:
+    shared = getattr(pipe, "_shared_in_iteration", False)
+    if shared and id(pipe) in ctx.shared:
+        return ctx.shared[id(pipe)]  # see NOTE [how a built-in pipe is written]: one node per iteration
     node = _Node(pipe)
+    if shared:
+        ctx.shared[id(pipe)] = node
     if not _is_native(pipe):
         it = iter(pipe)
         if saved is not None:
@@ -186,7 +192,7 @@ class SourceHandle:
 
 
 def _count(node: _Node) -> _Node:
-    if _PROFILING[0]:
+    if _PROFILING[0] and not getattr(node.pipe, "_shared_in_iteration", False):
         node.counter = enumerate(node.it)
         node.it = map(_second, node.counter)
     return node
@@ -339,6 +345,7 @@ class PipeIterator(Iterator[Any]):
                 f"load_state_dict: not a loom.data iterator state (version {got!r}, expected {STATE_VERSION})"
             )
         self._ctx.random = {}
+        self._ctx.shared = {}
         for pos, entry in state.get(RANDOM_KEY, {}).items():
             seed, epoch, starts = (int(v) for v in entry)
             self._ctx.random[int(pos)] = [seed, epoch, starts]
