@@ -66,7 +66,7 @@ def column_applier(fn: Callable[..., Any], input_col: Any, output_col: Any) -> C
     def apply(data: Any) -> Any:
         res = fn(*[data[c] for c in input_col]) if multi else fn(data[input_col])
         was_tuple = isinstance(data, tuple)
-        out = list(data) if was_tuple else (dict(data) if isinstance(data, dict) else _shallow(data))
+        out: Any = list(data) if was_tuple else (dict(data) if isinstance(data, dict) else _shallow(data))
         if output_col is None:
             if multi:
                 out[input_col[0]] = res

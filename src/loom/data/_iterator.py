@@ -123,7 +123,7 @@ class _Node:
 def _build(pipe: Any, ctx: Context, saved: dict[str, Any] | None, path: str) -> _Node:
     shared = getattr(pipe, "_shared_in_iteration", False)
     if shared and id(pipe) in ctx.shared:
-        return ctx.shared[id(pipe)]  # see NOTE [how a built-in pipe is written]: one node per iteration
+        return ctx.shared[id(pipe)]  # type: ignore[no-any-return]  # see NOTE [how a built-in pipe is written]: one node per iteration
     node = _Node(pipe)
     if shared:
         ctx.shared[id(pipe)] = node

@@ -41,7 +41,7 @@ class Mapper(IterDataPipe):
         [(1, 20), (3, 40)]
     """
 
-    _repr_fields = ("fn", "input_col", "output_col")
+    _repr_fields: tuple[str, ...] = ("fn", "input_col", "output_col")
 
     def __init__(
         self, datapipe: Any, fn: Callable[..., Any], input_col: Any = None, output_col: Any = None
@@ -90,7 +90,7 @@ class Collator(Mapper):
         [tensor([1, 2]), tensor([3, 4])]
     """
 
-    _repr_fields = ("fn",)
+    _repr_fields: tuple[str, ...] = ("fn",)
 
     def __init__(
         self,

@@ -146,7 +146,7 @@ class BucketBatcher(IterDataPipe):
         [0, 1, 2, 3, 4, 5, 6, 7]
     """
 
-    def __new__(  # type: ignore[misc]
+    def __new__(
         cls,
         datapipe: Any,
         batch_size: int,

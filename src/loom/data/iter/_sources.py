@@ -51,7 +51,7 @@ class _SourceState:
 
     def position(self) -> int:
         if self.counted is None:
-            return len(self.data) - self.it.__length_hint__()  # type: ignore[attr-defined]
+            return int(len(self.data) - self.it.__length_hint__())  # type: ignore[attr-defined]
         return int(self.counted.__reduce__()[1][1])
 
 
@@ -85,7 +85,7 @@ class IterableWrapper(IterDataPipe):
         return state.it
 
     def _one_shot(self) -> bool:
-        return iter(self.iterable) is self.iterable  # type: ignore[call-overload, no-any-return]
+        return iter(self.iterable) is self.iterable
 
     def _save_state(self, state: _SourceState) -> dict[str, Any]:
         if self._one_shot():

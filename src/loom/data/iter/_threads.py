@@ -240,7 +240,7 @@ def pin_memory_fn(data: Any, device: Any = None) -> Any:
 
     if hasattr(data, "pin_memory"):
         return data.pin_memory()
-    return pin_memory(data, device)
+    return pin_memory(data, device)  # type: ignore[no-untyped-call]
 
 
 @functional_datapipe("pin_memory")

@@ -67,7 +67,7 @@ class Header(IterDataPipe):
         return map(_second, zip(state.budget, srcs[0]))
 
     def _save_state(self, state: _HeaderState) -> dict[str, Any]:
-        return {"remaining": None if state.budget is None else state.budget.__length_hint__()}
+        return {"remaining": None if state.budget is None else state.budget.__length_hint__()}  # type: ignore[attr-defined]
 
     def _load_state(self, data: dict[str, Any], ctx: Any) -> _HeaderState:
         remaining = data.get("remaining")
