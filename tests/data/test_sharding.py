@@ -103,6 +103,23 @@ def test_worker_without_sharding_filter_warns(monkeypatch) -> None:
 
 @pytest.mark.multiprocess
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize("seed", [None, 3])
+def test_dataloader_persistent_workers_reshuffle(seed) -> None:
+    loader = torch.utils.data.DataLoader(
+        _loader_pipe(seed),
+        batch_size=None,
+        num_workers=2,
+        persistent_workers=True,
+        multiprocessing_context="fork",
+        timeout=60,
+    )
+    epochs = [[int(x) for x in loader] for _ in range(3)]
+    assert all(sorted(e) == [x * 10 for x in range(100)] for e in epochs)
+    assert epochs[0] != epochs[1] != epochs[2]
+
+
+@pytest.mark.multiprocess
+@pytest.mark.timeout(120)
 def test_dataloader_worker_with_nothing_to_do() -> None:
     # torchdata's multiprocessing reading service crashes when a worker yields nothing.
     loader = torch.utils.data.DataLoader(

@@ -97,9 +97,14 @@ class Context:
 
     def base_seed(self) -> int:
         if self._base_seed is None:
-            from loom.data._random import draw_base_seed
+            from loom.data._random import draw_base_seed, mix
 
             self._base_seed = draw_base_seed(self.worker)
+            if self.worker is not None:
+                # Persistent workers keep their seed across epochs: count the epochs they run.
+                epoch = getattr(self.root, "_worker_epoch", 0)
+                self.root._worker_epoch = epoch + 1
+                self._base_seed = mix(self._base_seed, epoch)
         return self._base_seed
 
 

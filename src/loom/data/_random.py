@@ -11,7 +11,8 @@
 #   ``torch.manual_seed`` reproduces runs) and mixes in the pipe's position in the graph. Inside a
 #   DataLoader worker the base seed is the loader's base seed for this epoch, which all workers share:
 #   pipes before the sharding point must shuffle identically in every worker, or elements would be
-#   duplicated and lost.
+#   duplicated and lost. With persistent workers (the same base seed every epoch) the worker's count of
+#   epochs run is mixed in as well; every worker runs each epoch once, so they stay in step.
 # - After a sharding point, the shard index is mixed in, so each worker and rank shuffles differently.
 # - A pipe started again within one iteration (by Cycler) mixes in how many times it started.
 # The per-iteration seeds and start counts are saved in the root of the iterator state ("random"),
