@@ -308,6 +308,12 @@ def _fallback(func: Any, level: VmapLevel, args: Any, kwargs: dict[str, Any], mu
             f"{level.call}: no batching rule for {func}, and a per-example loop would be wrong "
             "(as_strided uses absolute storage offsets); " + hint
         )
+    if torch.Tag.nondeterministic_seeded in func.tags and level.randomness != "different":
+        if level.randomness == "error":
+            from ._rules.random import random_error
+
+            random_error(func)
+        raise NotImplementedError(f"{level.call}: {func} has no batching rule for randomness='same'")
     if mode == "error":
         raise NotImplementedError(f"vmap: no batching rule for {func}; {hint}")
     if mode == "warn" and func not in _WARNED:

@@ -81,7 +81,7 @@ def _bias_view(b: torch.Tensor, y: torch.Tensor, had_n: bool, spatial: int) -> t
 
 @batch_rule(aten.convolution_backward.default)
 def convolution_backward(args: Any, bdims: Any, **kwargs: Any) -> tuple[Any, Any]:
-    go, x, w, bias_sizes, stride, padding, dilation, transposed, output_padding, groups, mask = args
+    go, x, w, _, stride, padding, dilation, transposed, output_padding, groups, mask = args
     size = batch_size_of(args, bdims)
     full_rank = w.dim() - (bdims[2] is not None)
     gop = materialize(go, bdims[0], size)
