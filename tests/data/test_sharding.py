@@ -130,3 +130,16 @@ def test_dataloader_worker_with_nothing_to_do() -> None:
         timeout=60,
     )
     assert [int(x) for x in loader] == [5]
+
+
+@pytest.mark.multiprocess
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_dataloader_spawn_pickles_lambdas_with_dill() -> None:
+    pytest.importorskip("dill")
+    k = 3
+    pipe = IterableWrapper(range(20)).shuffle().sharding_filter().map(lambda x: x * k)
+    loader = torch.utils.data.DataLoader(
+        pipe, batch_size=None, num_workers=2, multiprocessing_context="spawn", timeout=90
+    )
+    assert sorted(int(x) for x in loader) == [x * 3 for x in range(20)]
