@@ -5,10 +5,22 @@ from __future__ import annotations
 from loom.data._datapipe import IterDataPipe
 from loom.data.iter._callable import BatchMapper, Collator, Filter, FlatMapper, Mapper
 from loom.data.iter._combinatorics import InBatchShuffler, Sampler, ShuffledFlatMapper, Shuffler
+from loom.data.iter._combining import (
+    Concater,
+    Multiplexer,
+    MultiplexerLongest,
+    SampleMultiplexer,
+    Zipper,
+    ZipperLongest,
+)
+from loom.data.iter._groupby import Grouper
 from loom.data.iter._grouping import Batcher, BucketBatcher, MaxTokenBucketizer, UnBatcher
+from loom.data.iter._keyzipping import IterKeyZipper, MapKeyZipper
+from loom.data.iter._random_split import RandomSplitter
 from loom.data.iter._repeating import Cycler, InMemoryCacheHolder, Repeater
 from loom.data.iter._sharding import ShardingFilter
 from loom.data.iter._sources import IterableWrapper, MapToIterConverter
+from loom.data.iter._splitting import Demultiplexer, Forker, RoundRobinDemultiplexer, UnZipper
 from loom.data.iter._threads import PinMemory, Prefetcher, ThreadPoolMapper
 from loom.data.iter._transforms import (
     Dropper,
@@ -27,27 +39,38 @@ __all__ = [
     "Batcher",
     "BucketBatcher",
     "Collator",
+    "Concater",
     "Cycler",
+    "Demultiplexer",
     "Dropper",
     "Enumerator",
     "Filter",
     "FlatMapper",
     "Flattener",
+    "Forker",
+    "Grouper",
     "Header",
     "InBatchShuffler",
     "InMemoryCacheHolder",
     "IndexAdder",
     "IterDataPipe",
+    "IterKeyZipper",
     "IterableWrapper",
     "LengthSetter",
+    "MapKeyZipper",
     "MapToIterConverter",
     "Mapper",
     "MaxTokenBucketizer",
+    "Multiplexer",
+    "MultiplexerLongest",
     "ParagraphAggregator",
     "PinMemory",
     "Prefetcher",
+    "RandomSplitter",
     "Repeater",
+    "RoundRobinDemultiplexer",
     "Rows2Columnar",
+    "SampleMultiplexer",
     "Sampler",
     "ShardingFilter",
     "ShuffledFlatMapper",
@@ -55,6 +78,9 @@ __all__ = [
     "Slicer",
     "ThreadPoolMapper",
     "UnBatcher",
+    "UnZipper",
+    "Zipper",
+    "ZipperLongest",
 ]
 
 for _name in __all__:

@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from loom.data import set_graph_random_seed
+from loom.data.iter import Concater, Forker, IterableWrapper, Zipper
+
+from ._checks import assert_resumes_identically
+from ._oracle import torch_iter
+from ._split_checks import assert_children_resume_in_lockstep
+
+
+def _until_error(it):  # type: ignore[no-untyped-def]
+    out = []
+    try:
+        for x in it:
+            out.append(x)
+    except BufferError:
+        return out, True
+    return out, False
+
+
+@pytest.mark.parametrize("n", [0, 1, 7])
+@pytest.mark.parametrize("k", [2, 3])
+def test_matches_torch(n, k) -> None:
+    ours = IterableWrapper(range(n)).fork(k)
+    theirs = torch_iter.IterableWrapper(range(n)).fork(k)
+    assert list(zip(*ours)) == list(zip(*theirs))
+    ours = IterableWrapper(range(n)).fork(k)
+    theirs = torch_iter.IterableWrapper(range(n)).fork(k)
+    assert [list(c) for c in ours] == [list(c) for c in theirs]
+    assert [len(c) for c in ours] == [len(c) for c in theirs]
+    assert isinstance(Forker(IterableWrapper([1]), 2), list)
+
+
+def test_one_instance_is_the_source() -> None:
+    src = IterableWrapper([1, 2])
+    assert src.fork(1) is src
+    assert torch_iter.IterableWrapper([1]).fork(1) is not None
+
+
+@pytest.mark.parametrize("buffer_size", [1, 3, 5])
+def test_buffer_overflow_as_torch(buffer_size) -> None:
+    a, _ = IterableWrapper(range(20)).fork(2, buffer_size=buffer_size)
+    ta, _ = torch_iter.IterableWrapper(range(20)).fork(2, buffer_size=buffer_size)
+    assert _until_error(iter(a)) == _until_error(iter(ta))
+    a, _ = IterableWrapper(range(20)).fork(2, buffer_size=buffer_size)
+    with pytest.raises(
+        BufferError,
+        match=rf"fork: buffer overflow: child 0 .* ahead of child 1, more than buffer_size={buffer_size}",
+    ):
+        list(a)
+
+
+def test_unbounded_and_sequential() -> None:
+    a, b = IterableWrapper(range(3000)).fork(2, buffer_size=-1)
+    assert list(a) == list(range(3000))
+    assert list(b) == list(range(3000))
+
+
+def test_copy() -> None:
+    data = [[1], [2]]
+    a, b = IterableWrapper(data, deepcopy=False).fork(2)
+    assert all(x is y for x, y in zip(a, b))
+    a, b = IterableWrapper(data, deepcopy=False).fork(2, copy="deep")
+    pairs = list(zip(a, b))
+    assert pairs == [([1], [1]), ([2], [2])]
+    assert all(x is not y for x, y in pairs)
+
+
+def test_new_iterator_restarts_and_invalidates() -> None:
+    a, b = IterableWrapper(range(5)).fork(2)
+    old = iter(a)
+    assert next(old) == 0
+    new = iter(a)  # a second iterator of a started child begins a new pass
+    with pytest.raises(RuntimeError, match="fork: this iterator of child 0 was invalidated"):
+        next(old)
+    assert list(zip(new, b)) == [(i, i) for i in range(5)]
+    assert list(zip(a, b)) == [(i, i) for i in range(5)]  # a later epoch
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "err", "match"),
+    [
+        ({"num_instances": 0}, ValueError, "fork: num_instances must be >= 1"),
+        ({"num_instances": 2.0}, TypeError, "fork: num_instances must be an int"),
+        ({"num_instances": 2, "buffer_size": 0}, ValueError, "fork: buffer_size must be >= 1, or -1"),
+        ({"num_instances": 2, "buffer_size": -2}, ValueError, "fork: buffer_size must be >= -1"),
+        ({"num_instances": 2, "copy": "wide"}, ValueError, "fork: copy must be None, 'shallow' or 'deep'"),
+    ],
+)
+def test_bad_arguments(kwargs, err, match) -> None:
+    with pytest.raises(err, match=match):
+        IterableWrapper([1]).fork(**kwargs)
+    with pytest.raises(TypeError, match="fork: the source must be an IterDataPipe, got list"):
+        Forker([1, 2], 2)
+
+
+def test_len_unknown() -> None:
+    a, _ = IterableWrapper(iter([1, 2])).fork(2)
+    with pytest.raises(TypeError, match="fork child 0 doesn't have valid length"):
+        len(a)
+
+
+def test_pickle_mid_iteration() -> None:
+    a, _b = IterableWrapper(range(4)).fork(2)
+    it = iter(a)
+    next(it)
+    a2 = pickle.loads(pickle.dumps(a))
+    assert list(a2) == [0, 1, 2, 3]
+
+
+def test_states_from_different_points_do_not_mix() -> None:
+    a, b = IterableWrapper(range(6)).fork(2)
+    ia, ib = iter(a), iter(b)
+    next(ia), next(ib)
+    early = ib.state_dict()
+    next(ia), next(ib)
+    late = ia.state_dict()
+    a2, b2 = IterableWrapper(range(6)).fork(2)
+    ja, jb = iter(a2), iter(b2)
+    ja.load_state_dict(late)
+    jb.load_state_dict(early)
+    with pytest.raises(RuntimeError, match="invalidated"):
+        next(ja)
+    assert list(jb) == [1, 2, 3, 4, 5]
+
+
+def test_resumes_in_one_iterator() -> None:
+    assert_resumes_identically(lambda: Zipper(*IterableWrapper(range(11)).fork(3)))
+    assert_resumes_identically(lambda: Concater(*IterableWrapper(range(6)).fork(2)))
+    out = assert_resumes_identically(
+        lambda: set_graph_random_seed(Zipper(*IterableWrapper(range(12)).shuffle().fork(2)).map(list), 3)
+    )
+    assert all(x == y for x, y in out) and sorted(x for x, _ in out) == list(range(12))
+
+
+def test_resumes_in_lockstep() -> None:
+    assert_children_resume_in_lockstep(lambda: IterableWrapper(range(9)).map(lambda x: x * 3).fork(2))
+    assert_children_resume_in_lockstep(
+        lambda: set_graph_random_seed(IterableWrapper(range(10)).shuffle(buffer_size=4), 1).fork(3)
+    )
