@@ -80,3 +80,12 @@ def test_to_graph_text_and_dot() -> None:
         to_graph(out, format="svg")
     with pytest.raises(TypeError, match="to_graph: expected an IterDataPipe"):
         to_graph([1])
+
+
+def test_wrapped_data_is_not_walked() -> None:
+    class Loud(list):
+        def __iter__(self):
+            raise AssertionError("the graph walk iterated the wrapped data")
+
+    out = IterableWrapper(Loud([1, 2])).map(str)
+    assert [type(p).__name__ for p in list_dps(traverse_dps(out))] == ["Mapper", "IterableWrapper"]

@@ -4,7 +4,9 @@
 # A built-in ("native") IterDataPipe does not override ``__iter__``. It describes one live iteration
 # with four small hooks, and the base machinery in ``_iterator.py`` wires them into a chain:
 #
-#   _sources(self) -> tuple            the upstream pipes (default: ``(self.source_datapipe,)``)
+#   _sources(self) -> tuple            the upstream pipes it iterates (default:
+#                                      ``(self.source_datapipe,)``); a MapDataPipe read by index
+#                                      (zip_with_map) is not one of them
 #   _init_state(self, ctx) -> state    a fresh side object for one iteration (default: ``None``);
 #                                      ``ctx.seed_for(self)`` gives random pipes their seed,
 #                                      ``ctx.shard`` the (num_shards, shard_index) in effect upstream
@@ -75,6 +77,7 @@ class DataChunk(list):  # type: ignore[type-arg]
     """A batch: a ``list`` subclass, as produced by ``.batch()`` (torchdata's ``DataChunk``).
 
     Example:
+        >>> from loom.data import DataChunk
         >>> DataChunk([1, 2]) == [1, 2]
         True
     """
@@ -111,6 +114,7 @@ class _PipeBase:
     """Shared by IterDataPipe and MapDataPipe: repr, pickling, functional registry, graph hooks."""
 
     _repr_fields: tuple[str, ...] = ()
+    _data_attrs: tuple[str, ...] = ()  # attributes holding user data, skipped by the graph walk
 
     def __repr__(self) -> str:
         parts = []
@@ -153,6 +157,7 @@ class IterDataPipe(IterableDataset, _PipeBase):  # type: ignore[type-arg]
     of NOTE [how a built-in pipe is written]. Register a functional name with ``@functional_datapipe``.
 
     Example:
+        >>> from loom.data import IterDataPipe
         >>> from loom.data.iter import IterableWrapper
         >>> class Double(IterDataPipe):
         ...     def __init__(self, source):

@@ -20,7 +20,10 @@ _PIPES = (IterDataPipe, MapDataPipe)
 
 
 def _attr_values(pipe: Any) -> list[tuple[str, Any]]:
-    return list(getattr(pipe, "__dict__", {}).items())
+    # ``_data_attrs`` names attributes that hold user data (a wrapped list of a million elements):
+    # the walk skips them instead of looking for pipes among their elements.
+    skip = getattr(type(pipe), "_data_attrs", ())
+    return [(k, v) for k, v in getattr(pipe, "__dict__", {}).items() if k not in skip]
 
 
 def source_pipes(pipe: Any) -> list[Any]:

@@ -150,6 +150,7 @@ class InMemoryCacheHolder(IterDataPipe):
     """
 
     _repr_fields = ("size",)
+    _data_attrs = ("_cache",)
 
     def __init__(self, source_dp: Any, size: int | None = None) -> None:
         check_source("in_memory_cache", source_dp)

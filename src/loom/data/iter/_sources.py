@@ -72,6 +72,8 @@ class IterableWrapper(IterDataPipe):
         [0, 1, 2]
     """
 
+    _data_attrs = ("iterable",)
+
     def __init__(self, iterable: Iterable[Any], deepcopy: bool = True) -> None:
         if not hasattr(iterable, "__iter__") and not hasattr(iterable, "__getitem__"):
             raise TypeError(f"IterableWrapper: iterable must be iterable, got {type(iterable).__name__}")
@@ -133,6 +135,8 @@ class MapToIterConverter(IterDataPipe):
         >>> list(SequenceWrapper("abc").to_iter_datapipe())
         ['a', 'b', 'c']
     """
+
+    _data_attrs = ("indices",)
 
     def __init__(self, datapipe: Any, indices: list[Any] | None = None) -> None:
         from loom.data._datapipe import MapDataPipe

@@ -98,6 +98,8 @@ class InMemoryCacheHolder(MapDataPipe):
         (1, 1)
     """
 
+    _data_attrs = ("cache",)
+
     def __init__(self, source_dp: MapDataPipe) -> None:
         _check_map_source("in_memory_cache", source_dp)
         self.source_dp = source_dp
@@ -125,6 +127,8 @@ class IterToMapConverter(MapDataPipe):
         >>> dp[2]
         'bb'
     """
+
+    _data_attrs = ("_map",)
 
     def __init__(self, datapipe: IterDataPipe, key_value_fn: Callable[[Any], Any] | None = None) -> None:
         if not isinstance(datapipe, IterDataPipe):
@@ -183,6 +187,7 @@ class Shuffler(IterDataPipe):
     """
 
     _is_random = True
+    _data_attrs = ("indices",)
 
     def __init__(self, datapipe: MapDataPipe, *, indices: list[Any] | None = None) -> None:
         _check_map_source("shuffle", datapipe)

@@ -26,6 +26,8 @@ class SequenceWrapper(MapDataPipe):
         (10, 3)
     """
 
+    _data_attrs = ("sequence",)
+
     def __init__(self, sequence: Sequence[Any], deepcopy: bool = True) -> None:
         if not hasattr(sequence, "__getitem__") or not hasattr(sequence, "__len__"):
             raise TypeError(
