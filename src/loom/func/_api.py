@@ -237,7 +237,11 @@ def jacfwd(
 
 
 def hessian(func: Callable[..., Any], argnums: Any = 0) -> Callable[..., Any]:
-    """The Hessian of a scalar ``func``: ``jacfwd(jacrev(func, argnums), argnums)``.
+    """The Hessian of ``func``: the Jacobian of its Jacobian with respect to ``argnums``.
+
+    torch.func computes ``jacfwd(jacrev(func))``; Loom computes ``jacrev(jacrev(func))``, which is equal
+    (second derivatives commute) and keeps forward mode, whose per-op checks on batched tangents are slow
+    for a Python tensor subclass, out of the way.
 
     Args:
         func: A function returning a scalar tensor.
@@ -253,7 +257,7 @@ def hessian(func: Callable[..., Any], argnums: Any = 0) -> Callable[..., Any]:
         tensor([[ 6.,  0.],
                 [ 0., 12.]])
     """
-    return jacfwd(jacrev(func, argnums), argnums)
+    return jacrev(jacrev(func, argnums), argnums)
 
 
 def linearize(func: Callable[..., Any], *primals: Any) -> tuple[Any, Callable[..., Any]]:

@@ -54,3 +54,11 @@ def has_same_storage_numel(args: Any, bdims: Any, **kwargs: Any) -> tuple[Any, A
     # forward AD asks before using a tangent as is; a BatchedTensor has no storage of its own to compare,
     # and a tangent laid out differently from its primal is still correct for the batched ops.
     return True, None
+
+
+@batch_rule(aten.is_same_size.default)
+def is_same_size(args: Any, bdims: Any, **kwargs: Any) -> tuple[Any, Any]:
+    a, b = args[0], args[1]
+    shape_a = a.shape[1:] if bdims[0] is not None else a.shape
+    shape_b = b.shape[1:] if bdims[1] is not None else b.shape
+    return shape_a == shape_b, None

@@ -20,10 +20,27 @@ def _mat(args: Any, bdims: Any, i: int) -> torch.Tensor:
     return to_front(args[i], bdims[i])
 
 
-@batch_rule(aten.mm.default, aten.bmm.default)
+@batch_rule(aten.mm.default)
 def mm(args: Any, bdims: Any, **kwargs: Any) -> tuple[Any, Any]:
     a, b = _mat(args, bdims, 0), _mat(args, bdims, 1)
+    if bdims[0] is None:
+        # (n, k) @ (B, k, m): as (B, m, k) @ (k, n), one matmul without expanding the unbatched matrix.
+        return torch.matmul(b.transpose(1, 2), a.t()).transpose(1, 2), 0
     return torch.matmul(a, b), 0
+
+
+@batch_rule(aten.bmm.default)
+def bmm(args: Any, bdims: Any, **kwargs: Any) -> tuple[Any, Any]:
+    a, b = _mat(args, bdims, 0), _mat(args, bdims, 1)
+    if bdims[0] is not None and bdims[1] is not None:
+        return torch.matmul(a, b), 0
+    if bdims[1] is None:
+        size, g, n, k = a.shape
+        out = torch.bmm(a.transpose(0, 1).reshape(g, size * n, k), b)
+        return out.reshape(g, size, n, -1).transpose(0, 1), 0
+    size, g, k, m = b.shape
+    out = torch.bmm(a, b.permute(1, 2, 0, 3).reshape(g, k, size * m))
+    return out.reshape(g, a.shape[1], size, m).permute(2, 0, 1, 3), 0
 
 
 @batch_rule(aten.mv.default)
@@ -31,6 +48,8 @@ def mv(args: Any, bdims: Any, **kwargs: Any) -> tuple[Any, Any]:
     a, v = _mat(args, bdims, 0), _mat(args, bdims, 1)
     if bdims[1] is None:
         return torch.matmul(a, v), 0
+    if bdims[0] is None:
+        return torch.matmul(v, a.t()), 0
     return torch.matmul(a, v.unsqueeze(-1)).squeeze(-1), 0
 
 
