@@ -39,6 +39,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--world", type=int, default=2, help="processes to spawn on CPU (no torchrun)")
     parser.add_argument("--modes", default=None, help="comma-separated subset of modes (cuda)")
+    parser.add_argument("--only", default=None, help="run only cases whose name contains this text")
     return parser.parse_args()
 
 
@@ -184,6 +185,7 @@ def run_rank(rank: int, world: int, args: argparse.Namespace) -> None:
     suite = Suite(f"parallel-{args.device}", warmup=2 if args.quick else 3, repeats=3 if args.quick else 10)
     steps = 2 if args.quick else (10 if cuda else 20)
     cases = cuda_cases(args.modes) if cuda else cpu_cases(args.quick, world)
+    cases = [c for c in cases if args.only is None or args.only in c[0]]
     for name, make, kwargs, batch, per_rank in cases:
         torch.manual_seed(0)
         base = make()

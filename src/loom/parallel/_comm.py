@@ -42,14 +42,6 @@ def global_rank(group: ProcessGroup, group_rank: int) -> int:
     return dist.get_global_rank(group, group_rank)
 
 
-def timeout_text(group: ProcessGroup) -> str:
-    for getter in ("_timeout", "options"):
-        value = getattr(group, getter, None)
-        if value is not None and hasattr(value, "_timeout"):
-            return str(value._timeout)
-    return "the process group's timeout"
-
-
 class CollectiveError(RuntimeError):
     """A collective failed or timed out: usually a peer rank died or stopped calling backward."""
 
@@ -101,7 +93,7 @@ def broadcast_coalesced(
         broadcast(flat, src_group_rank, group, what)
         with torch.no_grad():
             torch._foreach_copy_(
-                same, [c.view_as(t) for c, t in zip(flat.split([t.numel() for t in same]), same)]
+                same, [c.view_as(t) for c, t in zip(torch.split(flat, [t.numel() for t in same]), same)]
             )
 
 
@@ -126,4 +118,5 @@ def broadcast_object(
 
 
 def future_of(work: Work) -> torch.futures.Future[Any]:
-    return work.get_future()
+    future: torch.futures.Future[Any] = work.get_future()
+    return future

@@ -24,13 +24,13 @@ class _Sink(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, reducer: Reducer, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:  # type: ignore[override]
+    def forward(ctx: Any, reducer: Reducer, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
         ctx.set_materialize_grads(False)  # outputs left out of the loss keep no gradient
         ctx.reducer = reducer
         return tensors
 
     @staticmethod
-    def backward(ctx: Any, *grads: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, *grads: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
         ctx.reducer.begin_backward()
         return (None, *grads)
 
@@ -189,13 +189,15 @@ class DistributedDataParallel(nn.Module):
             return output
         if isinstance(output, torch.Tensor):
             reducer.prepare_for_backward([output])
-            return _Sink.apply(reducer, output)[0] if output.requires_grad else output
+            if not output.requires_grad:
+                return output
+            return _Sink.apply(reducer, output)[0]  # type: ignore[no-untyped-call]
         leaves, spec = tree_flatten(output)
         tensors = [x for x in leaves if isinstance(x, torch.Tensor) and x.requires_grad]
         reducer.prepare_for_backward(tensors)
         if not tensors:
             return output
-        passed = iter(_Sink.apply(reducer, *tensors))
+        passed = iter(_Sink.apply(reducer, *tensors))  # type: ignore[no-untyped-call]
         leaves = [next(passed) if isinstance(x, torch.Tensor) and x.requires_grad else x for x in leaves]
         return tree_unflatten(leaves, spec)
 

@@ -53,12 +53,12 @@ class Join:
             ddp.reducer.divisor = ddp.world_size
             ddp._authoritative_rank = 0
 
-    def _vote(self, active: bool, grad_sync: bool) -> tuple[list[int], bool]:
+    def _vote(self, still_training: bool, grad_sync: bool) -> tuple[list[int], bool]:
         ddp = self.ddp
         world = ddp.world_size
         device = ddp.reducer.buckets[0].buffer.device
         vote = torch.zeros(world + 1, device=device)
-        if active:
+        if still_training:
             vote[_comm.rank(ddp.process_group)] = 1.0
             vote[world] = 1.0 if grad_sync else 0.0
         _comm.all_reduce_sum(vote, ddp.process_group, "join: all-reduce of the active ranks")

@@ -112,7 +112,8 @@ class Reducer:
         self._build(plan_buckets(params, bucket_cap_mb))
         self._reset()
         self._handles = [
-            p.register_post_accumulate_grad_hook(self._hook_for(i)) for i, p in enumerate(params)
+            p.register_post_accumulate_grad_hook(self._hook_for(i))  # type: ignore[no-untyped-call]
+            for i, p in enumerate(params)
         ]
 
     # ---- layout -------------------------------------------------------------------------------------
@@ -270,7 +271,7 @@ class Reducer:
                 self._pinned_copied.synchronize()  # the previous copy out of the pinned buffer is done
             self._pinned.copy_(values)
             values = self._pinned.to(device, non_blocking=True)
-            self._pinned_copied = torch.cuda.Event()
+            self._pinned_copied = torch.cuda.Event()  # type: ignore[no-untyped-call]
             self._pinned_copied.record()
         self._used_map = values
         self._all_used_here = all(self._used)
@@ -278,30 +279,47 @@ class Reducer:
 
     def _launch(self, b: int) -> None:
         bucket = self.buckets[b]
+        # Without AVG in the collective (Gloo), gradients are scaled by 1/divisor while they are copied in,
+        # as torch does: one pass over the bucket instead of a copy and a divide.
+        scale = None
+        if self.comm_hook is None and not (self.avg_in_collective and self.divisor == self.world):
+            scale = 1.0 / self.divisor
         if torch.is_grad_enabled():
             self._create_graph = True
             with torch.no_grad():
-                self._fill(b, bucket)
+                self._fill(b, bucket, scale)
         else:
-            self._fill(b, bucket)
+            self._fill(b, bucket, scale)
         self._start_collective(bucket, bucket.buffer)
 
-    def _fill(self, b: int, bucket: _Bucket) -> None:
+    def _fill(self, b: int, bucket: _Bucket, scale: float | None) -> None:
         views = bucket.views
         zero = self._zero.get(b)
         dst: list[torch.Tensor] = []
         src: list[torch.Tensor] = []
+        in_place: list[torch.Tensor] = []
         for k, p in enumerate(bucket.params):
             g = p.grad
             if zero is not None and k in zero:
                 views[k].zero_()
-            elif g is not views[k]:
+            elif g is views[k]:
+                in_place.append(g)
+            else:
                 dst.append(views[k])
                 src.append(g.detach() if g is not None and g.requires_grad else g)  # type: ignore[arg-type]
-        if src:
-            torch._foreach_copy_(dst, src)
+        if scale is None:
+            if src:
+                torch._foreach_copy_(dst, src)
+            return
+        for d, g in zip(dst, src):
+            torch.mul(g, scale, out=d)
+        if len(in_place) == len(views):
+            bucket.buffer.mul_(scale)
+        elif in_place:
+            torch._foreach_mul_(in_place, scale)
 
     def _start_collective(self, bucket: _Bucket, buffer: torch.Tensor) -> None:
+        """Launch the bucket's reduction; the default path expects the buffer already scaled (see _launch)."""
         what = f"all-reduce of gradient bucket {bucket.index}"
         if self.comm_hook is not None:
             grad_bucket = GradBucket(
@@ -311,7 +329,6 @@ class Reducer:
         elif self.avg_in_collective and self.divisor == self.world:
             bucket.work = _comm.all_reduce_async(buffer, self.group, True, what)
         else:
-            buffer.div_(self.divisor)
             bucket.work = _comm.all_reduce_async(buffer, self.group, False, what)
 
     # ---- end of backward ----------------------------------------------------------------------------
@@ -402,9 +419,11 @@ class Reducer:
         # Reading the all-reduced map on the host waits for the GPU to finish backward, which stalls the
         # CPU's run-ahead every iteration. A rank that used every parameter knows they are all globally
         # used, so only ranks with a locally unused parameter (and the static-graph record) read it.
-        used = None if self._all_used_here and not recording else (self._used_map > 0).tolist()
+        used: list[bool] | None = None
+        if not self._all_used_here or recording:
+            used = (self._used_map > 0).tolist()
         self._used_map_work = self._used_map = None
-        return used  # type: ignore[no-any-return]
+        return used
 
     def _write_back(self, global_used: list[bool] | None) -> None:
         if self._create_graph:

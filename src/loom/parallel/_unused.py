@@ -28,12 +28,12 @@ def reached_parameters(outputs: list[torch.Tensor], index_of: dict[int, int]) ->
             reached.add(index_of[id(t)])
     seen: set[Any] = set()
     while stack:
-        node = stack.pop()
+        node: Any = stack.pop()
         if node in seen:
             continue
         seen.add(node)
-        if type(node) is _ACCUMULATE_GRAD:
-            i = index_of.get(id(node.variable))
+        if node.__class__ is _ACCUMULATE_GRAD:
+            i = index_of.get(id(_variable(node)))
             if i is not None:
                 reached.add(i)
             continue
@@ -41,3 +41,7 @@ def reached_parameters(outputs: list[torch.Tensor], index_of: dict[int, int]) ->
             if nxt is not None and nxt not in seen:
                 stack.append(nxt)
     return reached
+
+
+def _variable(node: Any) -> Any:
+    return node.variable

@@ -137,7 +137,7 @@ def powerSGD_hook(state: PowerSGDState, bucket: GradBucket) -> torch.futures.Fut
         flat = torch.cat([g.reshape(-1) for g in plain]).div_(world)
         _comm.all_reduce_sum(flat, group, f"powerSGD_hook (uncompressed) on bucket {index}")
         torch._foreach_copy_(
-            plain, [c.view_as(g) for c, g in zip(flat.split([g.numel() for g in plain]), plain)]
+            plain, [c.view_as(g) for c, g in zip(torch.split(flat, [g.numel() for g in plain]), plain)]
         )
     matrices = [g.reshape(n, m) for g, (n, m), c in zip(grads, shapes, compress) if c]
     if matrices:
@@ -149,13 +149,13 @@ def powerSGD_hook(state: PowerSGDState, bucket: GradBucket) -> torch.futures.Fut
         _comm.all_reduce_sum(p_flat, group, f"powerSGD_hook (P) on bucket {index}")
         ps = [
             _orthonormalize(c.view_as(p).clone(), state.orthogonalization_epsilon)
-            for c, p in zip(p_flat.split([p.numel() for p in ps]), ps)
+            for c, p in zip(torch.split(p_flat, [p.numel() for p in ps]), ps)
         ]
         # 3. Q = avg(M^T P); M is approximated by P Q^T
         qs = [mat.T @ p for mat, p in zip(matrices, ps)]
         q_flat = torch.cat([q.reshape(-1) for q in qs]).div_(world)
         _comm.all_reduce_sum(q_flat, group, f"powerSGD_hook (Q) on bucket {index}")
-        qs = [c.view_as(q) for c, q in zip(q_flat.split([q.numel() for q in qs]), qs)]
+        qs = [c.view_as(q) for c, q in zip(torch.split(q_flat, [q.numel() for q in qs]), qs)]
         for mat, p, q in zip(matrices, ps, qs):
             mat.copy_(p @ q.T)
         if state.warm_start:
