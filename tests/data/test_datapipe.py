@@ -168,3 +168,19 @@ def test_two_iterators_are_independent() -> None:
     assert next(a) == [0, 1]
     assert next(b) == [0, 1]
     assert next(a) == [2, 3]
+
+
+def test_subscripted_bases_as_in_torchdata() -> None:
+    class Ints(IterDataPipe[int]):
+        def __iter__(self):
+            yield from (1, 2)
+
+    class Squares(MapDataPipe[int]):
+        def __getitem__(self, i):
+            return i * i
+
+        def __len__(self):
+            return 3
+
+    assert list(Ints().map(str)) == ["1", "2"]
+    assert list(Squares()) == [0, 1, 4]

@@ -229,6 +229,9 @@ class MapDataPipe(Dataset, _PipeBase):  # type: ignore[type-arg]
         30
     """
 
+    def __class_getitem__(cls, item: Any) -> Any:
+        return cls  # ``MapDataPipe[int]`` in subclass lists and annotations, as with torchdata
+
     def __getitem__(self, index: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must define __getitem__")
 
