@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 from loom.data._datapipe import IterDataPipe
+from loom.data.iter._archives import (
+    Bz2FileLoader,
+    Decompressor,
+    TarArchiveLoader,
+    XzFileLoader,
+    ZipArchiveLoader,
+)
+from loom.data.iter._caching import EndOnDiskCacheHolder, OnDiskCacheHolder
 from loom.data.iter._callable import BatchMapper, Collator, Filter, FlatMapper, Mapper
 from loom.data.iter._combinatorics import InBatchShuffler, Sampler, ShuffledFlatMapper, Shuffler
 from loom.data.iter._combining import (
@@ -13,14 +21,21 @@ from loom.data.iter._combining import (
     Zipper,
     ZipperLongest,
 )
+from loom.data.iter._decoders import HashChecker, RoutedDecoder
+from loom.data.iter._files import FileLister, FileOpener, Saver, ShardExpander, StreamReader
+from loom.data.iter._fsspec import FSSpecFileLister, FSSpecFileOpener, FSSpecSaver, S3FileLister, S3FileLoader
 from loom.data.iter._groupby import Grouper
 from loom.data.iter._grouping import Batcher, BucketBatcher, MaxTokenBucketizer, UnBatcher
+from loom.data.iter._http import HttpReader, OnlineReader
 from loom.data.iter._keyzipping import IterKeyZipper, MapKeyZipper
+from loom.data.iter._parsers import CSVDictParser, CSVParser, JsonParser, LineReader
 from loom.data.iter._random_split import RandomSplitter
+from loom.data.iter._records import ParquetDataFrameLoader, TFRecordLoader
 from loom.data.iter._repeating import Cycler, InMemoryCacheHolder, Repeater
 from loom.data.iter._sharding import ShardingFilter
 from loom.data.iter._sources import IterableWrapper, MapToIterConverter
 from loom.data.iter._splitting import Demultiplexer, Forker, RoundRobinDemultiplexer, UnZipper
+from loom.data.iter._streams import StreamWrapper
 from loom.data.iter._threads import PinMemory, Prefetcher, ThreadPoolMapper
 from loom.data.iter._transforms import (
     Dropper,
@@ -33,52 +48,82 @@ from loom.data.iter._transforms import (
     Rows2Columnar,
     Slicer,
 )
+from loom.data.iter._webdataset import WebDataset
 
 __all__ = [
     "BatchMapper",
     "Batcher",
     "BucketBatcher",
+    "Bz2FileLoader",
+    "CSVDictParser",
+    "CSVParser",
     "Collator",
     "Concater",
     "Cycler",
+    "Decompressor",
     "Demultiplexer",
     "Dropper",
+    "EndOnDiskCacheHolder",
     "Enumerator",
+    "FSSpecFileLister",
+    "FSSpecFileOpener",
+    "FSSpecSaver",
+    "FileLister",
+    "FileOpener",
     "Filter",
     "FlatMapper",
     "Flattener",
     "Forker",
     "Grouper",
+    "HashChecker",
     "Header",
+    "HttpReader",
     "InBatchShuffler",
     "InMemoryCacheHolder",
     "IndexAdder",
     "IterDataPipe",
     "IterKeyZipper",
     "IterableWrapper",
+    "JsonParser",
     "LengthSetter",
+    "LineReader",
     "MapKeyZipper",
     "MapToIterConverter",
     "Mapper",
     "MaxTokenBucketizer",
     "Multiplexer",
     "MultiplexerLongest",
+    "OnDiskCacheHolder",
+    "OnlineReader",
     "ParagraphAggregator",
+    "ParquetDataFrameLoader",
     "PinMemory",
     "Prefetcher",
     "RandomSplitter",
     "Repeater",
     "RoundRobinDemultiplexer",
+    "RoutedDecoder",
     "Rows2Columnar",
+    "S3FileLister",
+    "S3FileLoader",
     "SampleMultiplexer",
     "Sampler",
+    "Saver",
+    "ShardExpander",
     "ShardingFilter",
     "ShuffledFlatMapper",
     "Shuffler",
     "Slicer",
+    "StreamReader",
+    "StreamWrapper",
+    "TFRecordLoader",
+    "TarArchiveLoader",
     "ThreadPoolMapper",
     "UnBatcher",
     "UnZipper",
+    "WebDataset",
+    "XzFileLoader",
+    "ZipArchiveLoader",
     "Zipper",
     "ZipperLongest",
 ]

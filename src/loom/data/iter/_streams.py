@@ -16,12 +16,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 from collections.abc import Callable, Iterator
+from itertools import chain, repeat
 from typing import IO, Any
 
 __all__ = ["StreamWrapper", "register_reopener", "reopen"]
 
+_HUGE = 1 << 62
 _REOPENERS: dict[str, Callable[[dict[str, Any]], IO[Any]]] = {}
 
 
@@ -53,6 +56,8 @@ class StreamWrapper:
         self.spec = spec
 
     def __getattr__(self, attr: str) -> Any:
+        if attr in ("file_obj", "name", "spec"):  # not set yet (while unpickling)
+            raise AttributeError(attr)
         return getattr(self.file_obj, attr)
 
     def __iter__(self) -> Iterator[Any]:
@@ -68,10 +73,15 @@ class StreamWrapper:
         self.close()
 
     def read(self, *args: Any) -> Any:
-        return self.file_obj.read(*args)
+        try:
+            return self.file_obj.read(*args)
+        except data_errors() as err:
+            if isinstance(err, OSError) and getattr(err, "filename", None):
+                raise
+            raise ValueError(f"error reading {self.name!r}: corrupt or truncated data: {err}") from err
 
     def close(self) -> None:
-        close = getattr(self.file_obj, "close", None)
+        close = getattr(getattr(self, "file_obj", None), "close", None)
         if close is not None:
             close()
 
@@ -80,10 +90,8 @@ class StreamWrapper:
         return bool(getattr(self.file_obj, "closed", False))
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self.close()
-        except Exception:  # noqa: S110 - nothing useful can be done while collecting
-            pass
 
     def __repr__(self) -> str:
         return f"StreamWrapper<{self.name!r}>"
@@ -130,10 +138,8 @@ def unwrap(stream: Any) -> Any:
 def close_quietly(stream: Any) -> None:
     close = getattr(stream, "close", None)
     if close is not None:
-        try:
+        with contextlib.suppress(Exception):
             close()
-        except Exception:  # noqa: S110 - closing after an error must not hide the error
-            pass
 
 
 def check_pair(call: str, item: Any) -> tuple[str, Any]:
@@ -143,7 +149,7 @@ def check_pair(call: str, item: Any) -> tuple[str, Any]:
 
 
 def _open_file(spec: dict[str, Any]) -> IO[Any]:
-    return open(spec["path"], spec["mode"], encoding=spec.get("encoding"))  # noqa: SIM115
+    return open(spec["path"], spec["mode"], encoding=spec.get("encoding"))
 
 
 def _as_text(stream: IO[Any], encoding: str | None) -> IO[Any]:
@@ -151,3 +157,101 @@ def _as_text(stream: IO[Any], encoding: str | None) -> IO[Any]:
 
 
 register_reopener("file", _open_file)
+
+
+class Runs:
+    """Side state of a pipe that turns each input (a stream, a root) into a run of outputs.
+
+    ``key`` is plain data naming the run in progress (path and spec), ``counted`` the ``enumerate``
+    over its outputs, whose next index is the position (read through ``__reduce__``, so no Python
+    code runs per output). ``resume`` holds a loaded (key, position) until ``_iterate`` starts.
+    """
+
+    __slots__ = ("base", "counted", "key", "resume", "skipped", "stream")
+
+    def __init__(self) -> None:
+        self.key: Any = None
+        self.counted: Any = None
+        self.base = 0
+        self.stream: Any = None
+        self.resume: tuple[Any, int] | None = None
+        self.skipped = 0
+
+    def position(self) -> int:
+        if self.counted is None:
+            return 0
+        if isinstance(self.counted, repeat):
+            return self.base + _HUGE - self.counted.__length_hint__()
+        return int(self.counted.__reduce__()[1][1])
+
+    def begin_repeat(self, key: Any, stream: Any, value: Any, start: int = 0) -> Iterator[Any]:
+        """Like ``begin``, but counts with ``repeat(value, n)`` to be zipped *before* the outputs.
+
+        ``zip(repeat(path, n), lines)`` counts lines for free: the repeat's remaining length is the
+        position. At the end of the run zip draws one repeat too many; a state saved then points past
+        the last line, which restores to the same (empty) remainder.
+        """
+        self.key = key
+        self.stream = stream
+        self.base = start
+        self.counted = repeat(value, _HUGE)
+        return self.counted
+
+    def begin(self, key: Any, stream: Any, outputs: Iterator[Any], start: int = 0) -> Iterator[Any]:
+        self.key = key
+        self.stream = stream
+        self.counted = enumerate(outputs, start)
+        return self.counted
+
+    def end(self) -> None:
+        stream, self.stream = self.stream, None
+        if stream is not None:
+            close_quietly(stream)
+        self.key = None
+        self.counted = None
+
+
+def run_chain(
+    src: Iterator[Any],
+    state: Runs,
+    start: Callable[[Any], Iterator[Any]],
+    resume: Callable[[Any, int], Iterator[Any]],
+) -> Iterator[Any]:
+    """``chain`` of ``start(item)`` over the source, first finishing a loaded run with ``resume``.
+
+    Each run's stream is closed before the next item is pulled, at the end, and when the iteration
+    is dropped (the generator's ``finally``).
+    """
+
+    def runs() -> Iterator[Iterator[Any]]:
+        try:
+            if state.resume is not None:
+                key, pos = state.resume
+                state.resume = None
+                yield resume(key, pos)
+            for item in src:
+                state.end()
+                yield start(item)
+            state.end()
+        finally:
+            state.end()
+
+    return chain.from_iterable(runs())
+
+
+def data_errors() -> tuple[type[BaseException], ...]:
+    """Errors that mean "this stream's data is corrupt or truncated" (bz2 reports them as OSError)."""
+    import lzma
+    import tarfile
+    import zipfile
+    import zlib
+
+    return (
+        EOFError,
+        OSError,
+        zlib.error,
+        lzma.LZMAError,
+        tarfile.TarError,
+        zipfile.BadZipFile,
+        UnicodeDecodeError,
+    )

@@ -1,0 +1,439 @@
+"""Archives and compressed streams: TarArchiveLoader, ZipArchiveLoader, XzFileLoader, Bz2FileLoader, Decompressor.
+
+All take ``(path, stream)`` pairs and yield ``(inner path, StreamWrapper)`` pairs. Member streams carry
+reopen specs (NOTE [streams are not state; reopen specs are] in ``_streams.py``), so readers downstream
+resume inside a member, and the archive loaders resume at a member index: a restore reopens the archive
+and skips the members already yielded.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import lzma
+import os
+import tarfile
+import zipfile
+from collections.abc import Iterator
+from operator import itemgetter
+from typing import Any
+
+from loom.data._columns import check_source
+from loom.data._datapipe import IterDataPipe, functional_datapipe
+from loom.data.iter._parsers import check_on_error
+from loom.data.iter._streams import (
+    Runs,
+    StreamWrapper,
+    check_pair,
+    close_quietly,
+    data_errors,
+    register_reopener,
+    reopen,
+    require_spec,
+    run_chain,
+    stream_spec,
+    unwrap,
+)
+
+__all__ = ["Bz2FileLoader", "Decompressor", "TarArchiveLoader", "XzFileLoader", "ZipArchiveLoader"]
+
+_second = itemgetter(1)
+
+
+class Owned:
+    """A stream that also closes the streams it was opened from (the archive, the file under it)."""
+
+    def __init__(self, inner: Any, *owners: Any) -> None:
+        self.inner = inner
+        self.owners = owners
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr in ("inner", "owners"):
+            raise AttributeError(attr)
+        return getattr(self.inner, attr)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.inner)
+
+    def read(self, *args: Any) -> Any:
+        return self.inner.read(*args)
+
+    def close(self) -> None:
+        close_quietly(self.inner)
+        for owner in self.owners:
+            close_quietly(owner)
+
+
+class _ArchiveLoader(IterDataPipe):
+    """Runs over archives: state = (archive path, archive spec, members yielded)."""
+
+    _call = ""
+
+    def __init__(self, datapipe: Any, length: int = -1, on_error: str = "raise") -> None:
+        check_source(self._call, datapipe)
+        self.source_datapipe = datapipe
+        self.length = length
+        self.on_error = check_on_error(self._call, on_error)
+        self.num_skipped = 0
+
+    def _members(self, path: str, stream: Any, pos: int, state: Runs) -> Iterator[Any]:
+        raise NotImplementedError
+
+    def _init_state(self, ctx: Any) -> Runs:
+        return Runs()
+
+    def _guarded(self, path: str, stream: Any, pos: int, state: Runs) -> Iterator[Any]:
+        try:
+            yield from self._members(path, stream, pos, state)
+        except (*data_errors(), ValueError) as err:
+            if self.on_error == "skip":
+                self.num_skipped += 1
+                state.skipped += 1
+                return
+            raise ValueError(
+                f"{self._call}: corrupt or truncated archive {path!r} after member {state.position()}: {err}"
+            ) from err
+
+    def _iterate(self, srcs: list[Iterator[Any]], state: Runs) -> Iterator[Any]:
+        def start(item: Any) -> Iterator[Any]:
+            path, stream = check_pair(self._call, item)
+            return map(_second, state.begin((path, stream), stream, self._guarded(path, stream, 0, state)))
+
+        def resume(key: Any, pos: int) -> Iterator[Any]:
+            path, spec = key
+            stream = StreamWrapper(reopen(spec, type(self).__name__), name=path, spec=spec)
+            members = self._guarded(path, stream, pos, state)
+            return map(_second, state.begin((path, stream), stream, members, pos))
+
+        return run_chain(srcs[0], state, start, resume)
+
+    def _save_state(self, state: Runs) -> dict[str, Any]:
+        if state.key is None:
+            return {"path": None, "spec": None, "member_index": 0}
+        path, stream = state.key
+        spec = require_spec(type(self).__name__, path, stream)
+        return {"path": path, "spec": spec, "member_index": state.position()}
+
+    def _load_state(self, data: dict[str, Any], ctx: Any) -> Runs:
+        state = Runs()
+        index = data.get("member_index")
+        if not isinstance(index, int) or index < 0:
+            raise RuntimeError(
+                f"load_state_dict: {type(self).__name__} expects 'member_index' >= 0, got {index!r}"
+            )
+        if data.get("path") is not None:
+            state.resume = ((data["path"], data["spec"]), index)
+        return state
+
+    def __len__(self) -> int:
+        if self.length == -1:
+            raise TypeError(f"{type(self).__name__} instance doesn't have valid length")
+        return self.length
+
+
+def _inner_path(path: str, name: str) -> str:
+    return os.path.normpath(os.path.join(path, name))
+
+
+@functional_datapipe("load_from_tar")
+class TarArchiveLoader(_ArchiveLoader):
+    """Yields ``(path/member, stream)`` for each regular file in tar archives (functional name: ``load_from_tar``).
+
+    Directories, links and devices are skipped. Resumable at a member index (see module docstring).
+
+    Args:
+        datapipe: yields ``(path, stream)`` of tar archives (``.tar``, ``.tar.gz``, ...).
+        mode: the ``tarfile.open`` mode; ``"r:*"`` detects compression, ``"r|*"`` reads non-seekable streams
+            (each member must then be read before the next is pulled).
+        length: the value of ``len()`` (``-1``: unknown).
+        on_error: ``"raise"`` (default) a ValueError naming the archive and member index on a corrupt or
+            truncated archive, or ``"skip"`` the rest of that archive and count it in ``num_skipped``.
+
+    Example:
+        >>> import io, tarfile
+        >>> from loom.data.iter import IterableWrapper
+        >>> buf = io.BytesIO()
+        >>> with tarfile.open(fileobj=buf, mode="w") as tar:
+        ...     info = tarfile.TarInfo("a.txt"); info.size = 2
+        ...     tar.addfile(info, io.BytesIO(b"hi"))
+        >>> _ = buf.seek(0)
+        >>> [(p, s.read()) for p, s in IterableWrapper([("x.tar", buf)]).load_from_tar()]
+        [('x.tar/a.txt', b'hi')]
+    """
+
+    _call = "load_from_tar"
+    _repr_fields = ("mode",)
+
+    def __init__(self, datapipe: Any, mode: str = "r:*", length: int = -1, on_error: str = "raise") -> None:
+        if not isinstance(mode, str) or not mode.startswith(("r:", "r|")):
+            raise ValueError(
+                f"load_from_tar: mode must be a tarfile read mode like 'r:*' or 'r|*', got {mode!r}"
+            )
+        super().__init__(datapipe, length, on_error)
+        self.mode = mode
+
+    def _members(self, path: str, stream: Any, pos: int, state: Runs) -> Iterator[Any]:
+        spec = stream_spec(stream)
+        tar = tarfile.open(fileobj=unwrap(stream), mode=self.mode)  # noqa: SIM115 - closed in finally
+        try:
+            index = 0
+            for member in tar:
+                if not member.isfile():
+                    continue
+                index += 1
+                if index <= pos:
+                    continue
+                member_spec = None
+                if spec is not None:
+                    member_spec = {"kind": "tar", "archive": spec, "member": member.name, "mode": self.mode}
+                inner = _inner_path(path, member.name)
+                yield inner, StreamWrapper(tar.extractfile(member), name=inner, spec=member_spec)
+            _check_tar_end(path, tar, stream)
+        finally:
+            tar.close()
+
+
+def _check_tar_end(path: str, tar: tarfile.TarFile, stream: Any) -> None:
+    """tarfile stops quietly when an archive is cut at a header; the end-of-archive blocks tell."""
+    fileobj = unwrap(stream)
+    if tar.fileobj is not fileobj:
+        # compressed: read the compressed stream to its end, so that a cut trailer raises EOFError
+        while tar.fileobj.read(1 << 16):
+            pass
+        return
+    if not getattr(fileobj, "seekable", lambda: False)():
+        return
+    here = fileobj.tell()
+    end = fileobj.seek(0, os.SEEK_END)
+    fileobj.seek(here)
+    if end - tar.offset < 2 * tarfile.BLOCKSIZE and tar.offset > 0:
+        raise tarfile.ReadError(f"truncated archive: no end-of-archive marker after offset {tar.offset}")
+
+
+def _reopen_tar_member(spec: dict[str, Any]) -> Any:
+    outer = reopen(spec["archive"], "tar member")
+    tar = tarfile.open(fileobj=outer, mode=spec["mode"])  # noqa: SIM115 - owned by the result
+    for member in tar:
+        if member.name == spec["member"] and member.isfile():
+            return Owned(tar.extractfile(member), tar, outer)
+    tar.close()
+    outer.close()
+    raise FileNotFoundError(f"load_state_dict: tar member {spec['member']!r} is no longer in the archive")
+
+
+@functional_datapipe("load_from_zip")
+class ZipArchiveLoader(_ArchiveLoader):
+    """Yields ``(path/member, stream)`` for each file in zip archives (functional name: ``load_from_zip``).
+
+    The archive stream must be seekable. A member whose data is corrupt fails with ``zipfile.BadZipFile``
+    when it is read (its CRC is checked at the end). Resumable at a member index.
+
+    Args:
+        datapipe: yields ``(path, stream)`` of zip archives.
+        length: the value of ``len()`` (``-1``: unknown).
+        on_error: ``"raise"`` or ``"skip"`` an archive that cannot be opened or listed.
+
+    Example:
+        >>> import io, zipfile
+        >>> from loom.data.iter import IterableWrapper
+        >>> buf = io.BytesIO()
+        >>> with zipfile.ZipFile(buf, "w") as z:
+        ...     z.writestr("a.txt", b"hi")
+        >>> [(p, s.read()) for p, s in IterableWrapper([("x.zip", buf)]).load_from_zip()]
+        [('x.zip/a.txt', b'hi')]
+    """
+
+    _call = "load_from_zip"
+
+    def _members(self, path: str, stream: Any, pos: int, state: Runs) -> Iterator[Any]:
+        spec = stream_spec(stream)
+        with zipfile.ZipFile(unwrap(stream)) as archive:
+            members = [info for info in archive.infolist() if not info.is_dir()]
+            for info in members[pos:]:
+                member_spec = (
+                    None if spec is None else {"kind": "zip", "archive": spec, "member": info.filename}
+                )
+                inner = _inner_path(path, info.filename)
+                yield inner, StreamWrapper(archive.open(info), name=inner, spec=member_spec)
+
+
+def _reopen_zip_member(spec: dict[str, Any]) -> Any:
+    outer = reopen(spec["archive"], "zip member")
+    archive = zipfile.ZipFile(outer)
+    return Owned(archive.open(spec["member"]), archive, outer)
+
+
+class _OneStreamLoader(IterDataPipe):
+    """Maps ``(path, stream)`` to ``(path minus suffix, decompressed stream)``; stateless."""
+
+    _call = ""
+    _suffix = ""
+    _kind = ""
+
+    def __init__(self, datapipe: Any, length: int = -1) -> None:
+        check_source(self._call, datapipe)
+        self.source_datapipe = datapipe
+        self.length = length
+
+    def _open(self, item: Any) -> tuple[str, StreamWrapper]:
+        path, stream = check_pair(self._call, item)
+        new = path[: -len(self._suffix)] if path.endswith(self._suffix) else path
+        return new, wrap_decompressed(self._kind, stream, new)
+
+    def _iterate(self, srcs: list[Iterator[Any]], state: Any) -> Iterator[Any]:
+        return map(self._open, srcs[0])
+
+    def __len__(self) -> int:
+        return self._source_len() if self.length == -1 else self.length
+
+
+_OPENERS: dict[str, Any] = {
+    "xz": lambda f: lzma.open(f, "rb"),  # noqa: SIM115 - streams handed out
+    "bz2": lambda f: bz2.open(f, "rb"),  # noqa: SIM115
+    "gzip": lambda f: gzip.GzipFile(fileobj=f, mode="rb"),
+}
+
+
+def wrap_decompressed(kind: str, stream: Any, name: str) -> StreamWrapper:
+    spec = stream_spec(stream)
+    inner_spec = None if spec is None else {"kind": kind, "inner": spec}
+    return StreamWrapper(Owned(_OPENERS[kind](unwrap(stream)), stream), name=name, spec=inner_spec)
+
+
+def _reopen_compressed(spec: dict[str, Any]) -> Any:
+    outer = reopen(spec["inner"], f"{spec['kind']} stream")
+    return Owned(_OPENERS[spec["kind"]](outer), outer)
+
+
+@functional_datapipe("load_from_xz")
+class XzFileLoader(_OneStreamLoader):
+    """Decompresses ``.xz``/``.lzma`` streams: ``(path, stream)`` -> ``(path without .xz, stream)`` (functional name: ``load_from_xz``).
+
+    Example:
+        >>> import io, lzma
+        >>> from loom.data.iter import IterableWrapper
+        >>> [(p, s.read()) for p, s in IterableWrapper([("a.xz", io.BytesIO(lzma.compress(b"hi")))]).load_from_xz()]
+        [('a', b'hi')]
+    """
+
+    _call = "load_from_xz"
+    _suffix = ".xz"
+    _kind = "xz"
+
+
+@functional_datapipe("load_from_bz2")
+class Bz2FileLoader(_OneStreamLoader):
+    """Decompresses ``.bz2`` streams: ``(path, stream)`` -> ``(path without .bz2, stream)`` (functional name: ``load_from_bz2``).
+
+    Example:
+        >>> import io, bz2
+        >>> from loom.data.iter import IterableWrapper
+        >>> [(p, s.read()) for p, s in IterableWrapper([("a.bz2", io.BytesIO(bz2.compress(b"hi")))]).load_from_bz2()]
+        [('a', b'hi')]
+    """
+
+    _call = "load_from_bz2"
+    _suffix = ".bz2"
+    _kind = "bz2"
+
+
+_EXTENSIONS = ((".tar", "tar"), (".xz", "xz"), (".gz", "gzip"), (".zip", "zip"), (".bz2", "bz2"))
+_MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"), (b"PK\x03\x04", "zip"))
+FILE_TYPES = ("bz2", "gzip", "tar", "xz", "zip")
+
+
+def _peek(stream: Any, n: int) -> bytes | None:
+    raw = unwrap(stream)
+    peek = getattr(raw, "peek", None)
+    if peek is not None:
+        data = peek(n)
+        return bytes(data[:n]) if isinstance(data, (bytes, bytearray)) else None
+    if getattr(raw, "seekable", lambda: False)():
+        here = raw.tell()
+        data = raw.read(n)
+        raw.seek(here)
+        return data if isinstance(data, bytes) else None
+    return None
+
+
+def detect_type(path: str, stream: Any) -> str | None:
+    """The compression or archive type from the extension, else from the magic bytes."""
+    lower = path.lower()
+    for ext, kind in _EXTENSIONS:
+        if lower.endswith(ext):
+            return kind
+    head = _peek(stream, 512)
+    if head is None:
+        return None
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            return kind
+    if len(head) >= 262 and head[257:262] == b"ustar":
+        return "tar"
+    return None
+
+
+@functional_datapipe("decompress")
+class Decompressor(IterDataPipe):
+    """Decompresses ``(path, stream)`` by type: gzip, bz2, xz, zip, tar (functional name: ``decompress``).
+
+    For ``gzip``/``bz2``/``xz`` the output stream is the decompressed data; for ``tar`` and ``zip`` it is the
+    opened ``tarfile.TarFile``/``zipfile.ZipFile`` (as torchdata). Stateless.
+
+    Args:
+        source_datapipe: yields ``(path, stream)``.
+        file_type: one of ``"gzip"``, ``"bz2"``, ``"xz"``, ``"zip"``, ``"tar"``, or ``None`` to detect it from
+            the extension and else from the magic bytes (which needs a seekable or peekable stream).
+
+    Raises:
+        ValueError: the type is unknown or cannot be detected (naming the path).
+
+    Example:
+        >>> import io, gzip
+        >>> from loom.data.iter import IterableWrapper
+        >>> [(p, s.read()) for p, s in IterableWrapper([("a.gz", io.BytesIO(gzip.compress(b"hi")))]).decompress()]
+        [('a.gz', b'hi')]
+    """
+
+    _repr_fields = ("file_type",)
+
+    def __init__(self, source_datapipe: Any, file_type: str | None = None) -> None:
+        check_source("decompress", source_datapipe)
+        if isinstance(file_type, str):
+            file_type = file_type.lower()
+            file_type = {"gz": "gzip", "bzip2": "bz2", "lzma": "xz"}.get(file_type, file_type)
+        if file_type is not None and file_type not in FILE_TYPES:
+            raise ValueError(f"decompress: file_type must be None or one of {FILE_TYPES}, got {file_type!r}")
+        self.source_datapipe = source_datapipe
+        self.file_type = file_type
+
+    def _open(self, item: Any) -> tuple[str, Any]:
+        path, stream = check_pair("decompress", item)
+        kind = self.file_type or detect_type(path, stream)
+        if kind is None:
+            raise ValueError(
+                f"decompress: cannot detect the compression of {path!r} from its extension or magic bytes; "
+                f"pass file_type= one of {FILE_TYPES}"
+            )
+        try:
+            if kind == "tar":
+                return path, StreamWrapper(
+                    Owned(tarfile.open(fileobj=unwrap(stream), mode="r:*"), stream), name=path
+                )
+            if kind == "zip":
+                return path, StreamWrapper(Owned(zipfile.ZipFile(unwrap(stream)), stream), name=path)
+        except data_errors() as err:
+            raise ValueError(f"decompress: {path!r} is not a valid {kind} archive: {err}") from err
+        return path, wrap_decompressed(kind, stream, path)
+
+    def _iterate(self, srcs: list[Iterator[Any]], state: Any) -> Iterator[Any]:
+        return map(self._open, srcs[0])
+
+    def __len__(self) -> int:
+        return self._source_len()
+
+
+register_reopener("tar", _reopen_tar_member)
+register_reopener("zip", _reopen_zip_member)
+for _kind in ("xz", "bz2", "gzip"):
+    register_reopener(_kind, _reopen_compressed)
