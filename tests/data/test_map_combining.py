@@ -5,6 +5,7 @@ import pytest
 from loom.data.iter import IterableWrapper
 from loom.data.map import Concater, SequenceWrapper, UnZipper, Zipper
 
+from ._checks import assert_resumes_identically
 from ._oracle import torch_map, torchdata_map
 
 SIZES = [[3], [0, 2], [2, 0, 3]]
@@ -83,3 +84,11 @@ def test_unzip_matches_torchdata(skip) -> None:
 def test_bad_arguments(call, err, match) -> None:
     with pytest.raises(err, match=match):
         call()
+
+
+def test_resumes_through_to_iter_datapipe() -> None:
+    rows = [(i, str(i)) for i in range(6)]
+    assert_resumes_identically(
+        lambda: SequenceWrapper(range(4)).concat(SequenceWrapper(range(10, 13))).to_iter_datapipe()
+    )
+    assert_resumes_identically(lambda: Zipper(*SequenceWrapper(rows).unzip(2)).to_iter_datapipe())
