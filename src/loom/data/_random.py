@@ -15,13 +15,17 @@
 #   epochs run is mixed in as well; every worker runs each epoch once, so they stay in step.
 # - After a sharding point, the shard index is mixed in, so each worker and rank shuffles differently.
 # - A pipe started again within one iteration (by Cycler) mixes in how many times it started.
+# - Under ``loader_seed(s)`` (DataLoader2 sets it while starting an epoch, in the main process and in
+#   its workers), ``s`` is the base seed instead of a draw: one seed per loader and epoch.
 # The per-iteration seeds and start counts are saved in the root of the iterator state ("random"),
 # so a restored iterator reseeds later restarts, and later epochs, exactly as the original would.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -40,7 +44,23 @@ def mix(*parts: int) -> int:
     return int.from_bytes(digest, "little") >> 1
 
 
+_LOADER_SEED: list[int | None] = [None]
+
+
+@contextlib.contextmanager
+def loader_seed(seed: int | None) -> Iterator[None]:
+    """Iterations started inside take ``seed`` as their base seed; see NOTE [seeds]."""
+    previous = _LOADER_SEED[0]
+    _LOADER_SEED[0] = seed
+    try:
+        yield
+    finally:
+        _LOADER_SEED[0] = previous
+
+
 def draw_base_seed(worker: Any) -> int:
+    if _LOADER_SEED[0] is not None:
+        return _LOADER_SEED[0]
     if worker is not None:
         return int(worker.seed - worker.id)
     return int(torch.empty((), dtype=torch.int64).random_().item())
