@@ -78,14 +78,14 @@ def test_file_opener_encoding_and_errors(tmp_path) -> None:
         FileOpener(IterableWrapper([]), mode="w")
     with pytest.raises(ValueError, match="binary mode doesn't take an encoding"):
         FileOpener(IterableWrapper([]), mode="b", encoding="utf-8")
-    with pytest.raises(FileNotFoundError, match="missing.txt"):
+    with pytest.raises(FileNotFoundError, match=r"missing\.txt"):
         list(FileOpener(IterableWrapper([str(tmp_path / "missing.txt")])))
 
 
 def test_streams_close_on_consumption_and_collection(tree) -> None:
     root, _ = tree
     it = iter(FileLister(root).open_files("b"))
-    path, stream = next(it)
+    _, stream = next(it)
     raw = stream.file_obj
     assert not raw.closed
     del stream

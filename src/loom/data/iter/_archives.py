@@ -68,6 +68,9 @@ class _ArchiveLoader(IterDataPipe):
     """Runs over archives: state = (archive path, archive spec, members yielded)."""
 
     _call = ""
+    _what = "archive"
+    _unit = "member"
+    _owns_stream = False  # see NOTE [archives close when their last member goes]
 
     def __init__(self, datapipe: Any, length: int = -1, on_error: str = "raise") -> None:
         check_source(self._call, datapipe)
@@ -80,7 +83,7 @@ class _ArchiveLoader(IterDataPipe):
         raise NotImplementedError
 
     def _init_state(self, ctx: Any) -> Runs:
-        return Runs()
+        return Runs(owns=self._owns_stream)
 
     def _guarded(self, path: str, stream: Any, pos: int, state: Runs) -> Iterator[Any]:
         try:
@@ -91,7 +94,8 @@ class _ArchiveLoader(IterDataPipe):
                 state.skipped += 1
                 return
             raise ValueError(
-                f"{self._call}: corrupt or truncated archive {path!r} after member {state.position()}: {err}"
+                f"{self._call}: corrupt or truncated {self._what} {path!r} after {self._unit} "
+                f"{state.position()}: {err}"
             ) from err
 
     def _iterate(self, srcs: list[Iterator[Any]], state: Runs) -> Iterator[Any]:
@@ -115,7 +119,7 @@ class _ArchiveLoader(IterDataPipe):
         return {"path": path, "spec": spec, "member_index": state.position()}
 
     def _load_state(self, data: dict[str, Any], ctx: Any) -> Runs:
-        state = Runs()
+        state = Runs(owns=self._owns_stream)
         index = data.get("member_index")
         if not isinstance(index, int) or index < 0:
             raise RuntimeError(
@@ -129,6 +133,20 @@ class _ArchiveLoader(IterDataPipe):
         if self.length == -1:
             raise TypeError(f"{type(self).__name__} instance doesn't have valid length")
         return self.length
+
+
+class Member(Owned):
+    """An archive member's stream: keeps the archive alive while the member is, closes only itself.
+
+    # NOTE [archives close when their last member goes]
+    # Archive loaders never close the archive stream themselves: a member yielded earlier may still be
+    # unread (``.webdataset()`` holds a whole sample while it looks at the next member, which may be in
+    # the next archive). Each member holds a reference to its archive, so the archive's StreamWrapper
+    # is collected, and closes its file, as soon as the loader has moved on and the last member is gone.
+    """
+
+    def close(self) -> None:
+        close_quietly(self.inner)
 
 
 def _inner_path(path: str, name: str) -> str:
@@ -174,23 +192,23 @@ class TarArchiveLoader(_ArchiveLoader):
 
     def _members(self, path: str, stream: Any, pos: int, state: Runs) -> Iterator[Any]:
         spec = stream_spec(stream)
-        tar = tarfile.open(fileobj=unwrap(stream), mode=self.mode)  # noqa: SIM115 - closed in finally
-        try:
-            index = 0
-            for member in tar:
-                if not member.isfile():
-                    continue
-                index += 1
-                if index <= pos:
-                    continue
-                member_spec = None
-                if spec is not None:
-                    member_spec = {"kind": "tar", "archive": spec, "member": member.name, "mode": self.mode}
-                inner = _inner_path(path, member.name)
-                yield inner, StreamWrapper(tar.extractfile(member), name=inner, spec=member_spec)
-            _check_tar_end(path, tar, stream)
-        finally:
-            tar.close()
+        tar = tarfile.open(fileobj=unwrap(stream), mode=self.mode)  # noqa: SIM115 - see NOTE [archives close ...]
+        index = 0
+        for member in tar:
+            if not member.isfile():
+                continue
+            index += 1
+            if index <= pos:
+                continue
+            member_spec = None
+            if spec is not None:
+                member_spec = {"kind": "tar", "archive": spec, "member": member.name, "mode": self.mode}
+            inner = _inner_path(path, member.name)
+            yield (
+                inner,
+                StreamWrapper(Member(tar.extractfile(member), tar, stream), name=inner, spec=member_spec),
+            )
+        _check_tar_end(path, tar, stream)
 
 
 def _check_tar_end(path: str, tar: tarfile.TarFile, stream: Any) -> None:

@@ -376,7 +376,9 @@ def expand_braces(call: str, pattern: str) -> list[str]:
     if hi < lo:
         raise ValueError(f"{call}: empty range {{{first}..{last}}} in {pattern!r}")
     if len(first) > len(last):
-        raise ValueError(f"{call}: in {{{first}..{last}}} of {pattern!r} the low bound is longer than the high bound")
+        raise ValueError(
+            f"{call}: in {{{first}..{last}}} of {pattern!r} the low bound is longer than the high bound"
+        )
     padded = len(first) == len(last) and first.startswith("0")
     if not padded and first.startswith("0") and first != "0":
         raise ValueError(

@@ -163,6 +163,9 @@ class TFRecordLoader(_ArchiveLoader):
     """
 
     _call = "load_from_tfrecord"
+    _what = "TFRecord file"
+    _unit = "record"
+    _owns_stream = True  # records are decoded values: nothing refers to the stream afterwards
 
     def __init__(
         self, datapipe: Any, spec: dict[str, Any] | None = None, length: int = -1, on_error: str = "raise"
@@ -236,6 +239,9 @@ class ParquetDataFrameLoader(_ArchiveLoader):
     """
 
     _call = "load_parquet_as_df"
+    _what = "Parquet file"
+    _unit = "output"
+    _owns_stream = True
 
     def __init__(
         self,

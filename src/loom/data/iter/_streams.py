@@ -167,9 +167,10 @@ class Runs:
     code runs per output). ``resume`` holds a loaded (key, position) until ``_iterate`` starts.
     """
 
-    __slots__ = ("base", "counted", "key", "resume", "skipped", "stream")
+    __slots__ = ("base", "counted", "key", "owns", "resume", "skipped", "stream")
 
-    def __init__(self) -> None:
+    def __init__(self, owns: bool = True) -> None:
+        self.owns = owns  # close the stream when the run ends (archives leave that to their members)
         self.key: Any = None
         self.counted: Any = None
         self.base = 0
@@ -205,7 +206,7 @@ class Runs:
 
     def end(self) -> None:
         stream, self.stream = self.stream, None
-        if stream is not None:
+        if stream is not None and self.owns:
             close_quietly(stream)
         self.key = None
         self.counted = None
