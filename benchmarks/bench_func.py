@@ -13,10 +13,10 @@ from typing import Any
 import torch
 import torch.func as tf
 import torch.nn.functional as F
-from harness import Suite
 from torch import nn
 
 import loom.func as lf
+from harness import Suite
 
 
 def _args() -> argparse.Namespace:
@@ -25,6 +25,9 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="small sizes, few repeats (a smoke run)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--only", default=None, help="run only benchmarks whose name contains this")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: 1 on cpu, a shared machine)"
+    )
     return parser.parse_args()
 
 
@@ -153,6 +156,9 @@ def _check_same(name: str, fns: dict[str, Callable[[], Any]]) -> None:
 def main() -> None:
     args = _args()
     device = args.device
+    threads = args.threads or (1 if device == "cpu" else None)
+    if threads:
+        torch.set_num_threads(threads)
     torch.manual_seed(0)
     lf.set_vmap_fallback("error")  # a benchmark that hits the slow path is a bug, not a number
     quick = args.quick

@@ -39,14 +39,7 @@ class BatchedTensor(torch.Tensor):
     @staticmethod
     def __new__(cls, value: torch.Tensor, level: int) -> BatchedTensor:
         r = torch.Tensor._make_wrapper_subclass(
-            cls,
-            value.shape[1:],
-            strides=value.stride()[1:],
-            storage_offset=0,
-            dtype=value.dtype,
-            device=value.device,
-            layout=value.layout,
-            requires_grad=False,
+            cls, value.shape[1:], value.stride()[1:], dtype=value.dtype, device=value.device
         )
         r._value = value
         r._level = level
@@ -148,6 +141,7 @@ def _resolve(func: Any) -> _Handler:
         kind = "decomposition" if decomposition is not None else "fallback"
         handler = _Handler(kind, None, decomposition, mutates)
     _HANDLERS[func] = handler
+    PATH_USED[func] = handler.kind
     return handler
 
 
@@ -192,7 +186,6 @@ def dispatch(func: Any, args: Any, kwargs: dict[str, Any]) -> Any:
             "A batched tensor escaped its vmap, e.g. through a closure, a global or a non-tensor output."
         )
     handler = _HANDLERS.get(func) or _resolve(func)
-    PATH_USED[func] = handler.kind
     if handler.kind != "rule":
         if handler.kind == "decomposition":
             try:

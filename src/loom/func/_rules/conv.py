@@ -89,25 +89,6 @@ def convolution_backward(args: Any, bdims: Any, **kwargs: Any) -> tuple[Any, Any
     had_n = xp.dim() - 1 == full_rank
     spatial = full_rank - 2
     grad_input = grad_weight = grad_bias = None
-    if bdims[2] is None and mask[0] and bdims[0] is not None:
-        # The common per-example-gradient case: fold the batch into N for the input gradient.
-        go_f, _ = _fold_n(gop, full_rank)
-        x_f, _ = _fold_n(xp, full_rank)
-        gi = aten.convolution_backward.default(
-            go_f,
-            x_f,
-            w,
-            None,
-            stride,
-            padding,
-            dilation,
-            transposed,
-            output_padding,
-            groups,
-            [True, False, False],
-        )[0]
-        grad_input = _unfold_n(gi, size, had_n) if had_n else gi
-        mask = [False, mask[1], mask[2]]
     if any(mask):
         wp = materialize(w, bdims[2], size)
         gi, gw, _ = aten.convolution_backward.default(

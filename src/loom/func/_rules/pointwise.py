@@ -50,18 +50,25 @@ def pointwise_rule(op: Any) -> Rule:
         rank = 0
         ranks = []
         mixed = False
+        uneven = False
         dtype = None
         for a, b in zip(args, bdims):
             if isinstance(a, torch.Tensor):
                 r = a.dim() - (b is not None)
+                if r != rank and ranks:
+                    uneven = True
                 ranks.append(r)
-                rank = max(rank, r)
+                if r > rank:
+                    rank = r
                 if dtype is None:
                     dtype = a.dtype
                 elif a.dtype != dtype:
                     mixed = True
             else:
                 ranks.append(-1)
+        if not uneven and not mixed:
+            # Batch dims are first and every tensor has the same logical rank: unbatched ones broadcast.
+            return op(*args, **kwargs), 0
         new = list(args)
         for i, (a, b) in enumerate(zip(args, bdims)):
             if b is not None:
