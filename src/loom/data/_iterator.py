@@ -111,28 +111,43 @@ class Context:
 class _Node:
     """A pipe's part of one iteration: its raw iterator, side state and source nodes."""
 
-    __slots__ = ("counter", "it", "pipe", "shard", "sources", "state")
+    __slots__ = (
+        "counter",
+        "guarded",
+        "it",
+        "name",
+        "native",
+        "path",
+        "pipe",
+        "shard",
+        "sources",
+        "state",
+        "stateless",
+    )
 
-    def __init__(self, pipe: Any) -> None:
+    def __init__(self, pipe: Any, path: str) -> None:
         self.pipe = pipe
+        self.path = path
+        self.name = type(pipe).__name__
+        self.native = _is_native(pipe)
+        kind = type(pipe)
+        self.stateless = self.native and kind._save_state is IterDataPipe._save_state
+        self.guarded = self.native and kind._snapshot_guard is not IterDataPipe._snapshot_guard
         self.sources: list[_Node] = []
         self.state: Any = None
         self.it: Iterator[Any] = iter(())
         self.shard: tuple[int, int] | None = None
         self.counter: Any = None
 
-    def name(self) -> str:
-        return type(self.pipe).__name__
-
 
 def _build(pipe: Any, ctx: Context, saved: dict[str, Any] | None, path: str) -> _Node:
     shared = getattr(pipe, "_shared_in_iteration", False)
     if shared and id(pipe) in ctx.shared:
         return ctx.shared[id(pipe)]  # type: ignore[no-any-return]  # see NOTE [how a built-in pipe is written]: one node per iteration
-    node = _Node(pipe)
+    node = _Node(pipe, path)
     if shared:
         ctx.shared[id(pipe)] = node
-    if not _is_native(pipe):
+    if not node.native:
         it = iter(pipe)
         if saved is not None:
             if not (hasattr(it, "load_state_dict") and hasattr(it, "state_dict")):
@@ -208,10 +223,10 @@ def _check_name(node: _Node, saved: Any, path: str) -> None:
         raise RuntimeError(
             f"load_state_dict: at {path} expected a pipe state dict, got {type(saved).__name__}"
         )
-    if saved[PIPE_KEY] != node.name():
+    if saved[PIPE_KEY] != node.name:
         raise RuntimeError(
             f"load_state_dict: the state was taken from a different pipeline: at {path} it holds "
-            f"{saved[PIPE_KEY]!r}, but this pipeline has {node.name()!r}"
+            f"{saved[PIPE_KEY]!r}, but this pipeline has {node.name!r}"
         )
 
 
@@ -220,7 +235,7 @@ def _sub_state(saved: dict[str, Any], n: int, i: int, path: str, node: _Node) ->
         if SOURCE_KEY not in saved:
             raise RuntimeError(
                 f"load_state_dict: the state was taken from a different pipeline: at {path} "
-                f"{node.name()} has one source but the state has none"
+                f"{node.name} has one source but the state has none"
             )
         return saved[SOURCE_KEY]
     subs = saved.get(SOURCES_KEY)
@@ -228,14 +243,14 @@ def _sub_state(saved: dict[str, Any], n: int, i: int, path: str, node: _Node) ->
         got = len(subs) if isinstance(subs, list) else 0
         raise RuntimeError(
             f"load_state_dict: the state was taken from a different pipeline: at {path} "
-            f"{node.name()} has {n} sources but the state has {got}"
+            f"{node.name} has {n} sources but the state has {got}"
         )
     return subs[i]
 
 
 def _not_resumable(node: _Node, path: str) -> str:
     return (
-        f"state_dict: {node.name()} (at {path}) is not resumable: it defines __iter__ as a plain "
+        f"state_dict: {node.name} (at {path}) is not resumable: it defines __iter__ as a plain "
         "generator, whose position cannot be saved. Write it with the hooks of a built-in pipe (see "
         "loom.data._datapipe), or let its __iter__ return an iterator with state_dict()/load_state_dict()"
     )
@@ -271,20 +286,29 @@ def _decode(obj: Any) -> Any:
     return obj
 
 
-def _save(node: _Node, path: str) -> dict[str, Any]:
-    out: dict[str, Any] = {PIPE_KEY: node.name()}
-    if not _is_native(node.pipe):
+def _save(node: _Node) -> dict[str, Any]:
+    if not node.native:
         it = node.state
         if not hasattr(it, "state_dict"):
-            raise RuntimeError(_not_resumable(node, path))
-        out[STATE_KEY] = it.state_dict()
-        return out
-    with node.pipe._snapshot_guard(node.state):
-        out[STATE_KEY] = _encode(node.pipe._save_state(node.state))
-        if len(node.sources) == 1:
-            out[SOURCE_KEY] = _save(node.sources[0], f"{path}.{SOURCE_KEY}")
-        elif node.sources:
-            out[SOURCES_KEY] = [_save(s, f"{path}.{SOURCES_KEY}[{i}]") for i, s in enumerate(node.sources)]
+            raise RuntimeError(_not_resumable(node, node.path))
+        return {PIPE_KEY: node.name, STATE_KEY: it.state_dict()}
+    if node.guarded:
+        with node.pipe._snapshot_guard(node.state):
+            return _save_native(node)
+    return _save_native(node)
+
+
+def _save_native(node: _Node) -> dict[str, Any]:
+    if node.stateless:
+        own: dict[str, Any] = {}
+    else:
+        own = _encode(node.pipe._save_state(node.state))
+    out: dict[str, Any] = {PIPE_KEY: node.name, STATE_KEY: own}
+    sources = node.sources
+    if len(sources) == 1:
+        out[SOURCE_KEY] = _save(sources[0])
+    elif sources:
+        out[SOURCES_KEY] = [_save(s) for s in sources]
     return out
 
 
@@ -292,7 +316,7 @@ def _walk(node: _Node, path: str, rows: list[dict[str, Any]]) -> None:
     produced = None
     if node.counter is not None:
         produced = node.counter.__reduce__()[1][1]
-    rows.append({"path": path, "pipe": node.name(), "produced": produced})
+    rows.append({"path": path, "pipe": node.name, "produced": produced})
     for i, s in enumerate(node.sources):
         _walk(s, f"{path}.{SOURCE_KEY}" if len(node.sources) == 1 else f"{path}.{SOURCES_KEY}[{i}]", rows)
 
@@ -338,7 +362,7 @@ class PipeIterator(Iterator[Any]):
     def state_dict(self) -> dict[str, Any]:
         """The position of this iteration as plain data; see NOTE [iterator state format]."""
         out: dict[str, Any] = {VERSION_KEY: STATE_VERSION}
-        out.update(_save(self._root, "root"))
+        out.update(_save(self._root))
         out[RANDOM_KEY] = {pos: list(entry) for pos, entry in self._ctx.random.items()}
         return out
 
@@ -374,7 +398,7 @@ def _warn_if_unsharded(ctx: Context, root: _Node) -> None:
         return
     if _count_sharding(root) == 0:
         warnings.warn(
-            f"{root.name()}: iterated in DataLoader worker {ctx.worker.id} of {ctx.worker.num_workers} "
+            f"{root.name}: iterated in DataLoader worker {ctx.worker.id} of {ctx.worker.num_workers} "
             "but the pipeline has no sharding_filter, so every worker yields every element; add "
             ".sharding_filter() after the source",
             RuntimeWarning,
