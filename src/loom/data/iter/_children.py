@@ -41,6 +41,14 @@ from loom.data.iter._common import load_list
 _END = object()
 
 
+def _save_chain(node: Any, path: str) -> dict[str, Any]:
+    """The state of an upstream chain built with ``_iterator._build`` (``_save`` takes the path or not)."""
+    from loom.data import _iterator
+
+    save: Any = _iterator._save
+    return save(node, path) if save.__code__.co_argcount >= 2 else save(node)  # type: ignore[no-any-return]
+
+
 class _Live:
     """One generation of a container's shared iteration; see NOTE [children share one live iteration]."""
 
@@ -83,11 +91,9 @@ class _Live:
         )
 
     def save(self) -> dict[str, Any]:
-        from loom.data._iterator import _save
-
         out = {"uid": self.uid, "steps": self.steps, "started": list(self.started)}
         out.update(self.save_buffers())
-        out["source"] = _save(self.node, f"{self.op}.source")
+        out["source"] = _save_chain(self.node, f"{self.op}.source")
         return out
 
     def save_buffers(self) -> dict[str, Any]:
