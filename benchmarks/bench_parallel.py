@@ -40,6 +40,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--world", type=int, default=2, help="processes to spawn on CPU (no torchrun)")
     parser.add_argument("--modes", default=None, help="comma-separated subset of modes (cuda)")
     parser.add_argument("--only", default=None, help="run only cases whose name contains this text")
+    parser.add_argument("--repeats", type=int, default=None, help="timed calls per contender (default 10)")
     return parser.parse_args()
 
 
@@ -182,7 +183,8 @@ def run_rank(rank: int, world: int, args: argparse.Namespace) -> None:
         torch.cuda.set_device(0)
         torch.backends.cudnn.benchmark = True
     dist.init_process_group("nccl" if cuda else "gloo", timeout=datetime.timedelta(seconds=120))
-    suite = Suite(f"parallel-{args.device}", warmup=2 if args.quick else 3, repeats=3 if args.quick else 10)
+    repeats = args.repeats or (3 if args.quick else 10)
+    suite = Suite(f"parallel-{args.device}", warmup=2 if args.quick else 3, repeats=repeats)
     steps = 2 if args.quick else (10 if cuda else 20)
     cases = cuda_cases(args.modes) if cuda else cpu_cases(args.quick, world)
     cases = [c for c in cases if args.only is None or args.only in c[0]]
