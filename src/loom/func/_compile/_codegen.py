@@ -31,7 +31,7 @@ class _Namer:
         name = self._ids.get(id(value))
         if name is None:
             base = "".join(c if c.isalnum() else "_" for c in hint) or "g"
-            name = f"_{base}_{len(self.globals)}"
+            name = f"_G{len(self.globals)}_{base}"  # fx node names never start with _G
             self.globals[name] = value
             self._ids[id(value)] = name
         return name
