@@ -94,7 +94,6 @@ def s3_server() -> Iterator[dict[str, Any]]:
             "key": "testing",
             "secret": "testing",
             "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{port}", "region_name": "us-east-1"},
-            "skip_instance_cache": True,
         }
     finally:
         server.stop()

@@ -76,8 +76,8 @@ class StreamWrapper:
         try:
             return self.file_obj.read(*args)
         except data_errors() as err:
-            if isinstance(err, OSError) and getattr(err, "filename", None):
-                raise
+            if (isinstance(err, OSError) and getattr(err, "filename", None)) or str(self.name) in str(err):
+                raise  # already names the stream
             raise ValueError(f"error reading {self.name!r}: corrupt or truncated data: {err}") from err
 
     def close(self) -> None:
