@@ -154,6 +154,27 @@ def test_dataloader_workers_shard_upstream_of_fork() -> None:
     assert sorted(out) == [(i, i) for i in range(40)]
 
 
+def _seeded_fork():  # type: ignore[no-untyped-def]
+    return set_graph_random_seed(IterableWrapper(range(8)).shuffle(), 0).fork(2)
+
+
+def test_restore_each_child_right_after_creating_its_iterator() -> None:
+    a, b = _seeded_fork()
+    ia, ib = iter(a), iter(b)
+    for _ in range(3):
+        next(ia), next(ib)
+    s0, s1 = ia.state_dict(), ib.state_dict()
+    rest = list(zip(ia, ib))
+    next_epoch = list(zip(a, b))
+    a2, b2 = _seeded_fork()
+    ja = iter(a2)
+    ja.load_state_dict(s0)
+    jb = iter(b2)  # a fresh iterator of b2 starts a new pass, which the restore below takes back
+    jb.load_state_dict(s1)
+    assert list(zip(ja, jb)) == rest
+    assert list(zip(a2, b2)) == next_epoch
+
+
 def test_resumes_in_one_iterator() -> None:
     assert_resumes_identically(lambda: Zipper(*IterableWrapper(range(11)).fork(3)))
     assert_resumes_identically(lambda: Concater(*IterableWrapper(range(6)).fork(2)))

@@ -15,6 +15,8 @@
 #   a token (generation id, steps taken). Restoring the first child rebuilds the shared iteration;
 #   a sibling restored with the same token joins it. States of siblings taken at different points
 #   cannot be combined: the later restore starts its own iteration and the earlier iterators raise.
+#   Creating a child's iterator and then restoring it (``it = iter(b); it.load_state_dict(s)``)
+#   works too: the pass that ``iter(b)`` displaced is taken back if ``s`` belongs to it.
 # - Buffers are bounded by ``buffer_size`` (-1: no bound); exceeding it raises BufferError naming
 #   the child that reads ahead, the one that lags and the count.
 # - Why not ``_shared_in_iteration`` (one node per PipeIterator): children read by separate
@@ -258,6 +260,7 @@ class _Container(IterDataPipe):
         self.num_instances = num_instances
         self.buffer_size = buffer_size
         self._live: _Live | None = None
+        self._displaced: tuple[_Live, list[tuple[Any, int]]] | None = None
 
     def _picks(self) -> list[Callable[[Any], Any] | None]:
         return [None] * self.num_instances
@@ -265,6 +268,7 @@ class _Container(IterDataPipe):
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
         state["_live"] = None
+        state["_displaced"] = None
         return state
 
     def __iter__(self) -> Iterator[Any]:
@@ -276,10 +280,20 @@ class _Container(IterDataPipe):
         self._live = live
         return live
 
+    def _upstream_epochs(self) -> list[tuple[Any, int]]:
+        from loom.data._graph import list_dps, traverse_dps
+
+        pipes = list_dps(traverse_dps(self.main_datapipe))
+        return [(p, p._epoch) for p in pipes if getattr(p, "_is_random", False) and hasattr(p, "_epoch")]
+
     def start_child(self, i: int, ctx: Any) -> _ChildState:
         live = self._live
         if live is None or live.stale or live.started[i]:
+            # Remember what a new pass displaces: a restore that follows (iter(child) then
+            # load_state_dict) may take it back; see load_child.
+            displaced = None if live is None or live.stale else (live, self._upstream_epochs())
             live = self._replace_live(self._live_class(self, ctx, None))
+            self._displaced = displaced
         live.started[i] = True
         ctx.shard = live.node.shard
         return _ChildState(live, i)
@@ -295,8 +309,19 @@ class _Container(IterDataPipe):
             raise RuntimeError(f"load_state_dict: {self._op} child {i} state has no 'shared' state")
         live = self._live
         token = (shared.get("uid"), shared.get("steps"))
-        if live is None or live.stale or live.token() != token or i in live.attached:
+        displaced = self._displaced
+        if live is not None and not live.stale and live.token() == token and i not in live.attached:
+            pass  # a sibling restored from the same point: join it
+        elif displaced is not None and displaced[0].token() == token and i not in displaced[0].attached:
+            # The pass this restore belongs to was displaced by the fresh iterator being restored
+            # now (iter(child) before load_state_dict): take it back, and undo the epoch count.
+            live = self._replace_live(displaced[0])
+            live.stale = False
+            for pipe, epoch in displaced[1]:
+                pipe._epoch = epoch
+        else:
             live = self._replace_live(self._live_class(self, ctx, shared))
+        self._displaced = None
         live.attached.add(i)
         ctx.shard = live.node.shard
         return _ChildState(live, i)
