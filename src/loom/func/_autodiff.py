@@ -21,7 +21,7 @@ import torch
 import torch.autograd.forward_ad as fwad
 from torch.utils import _pytree as pytree
 
-from ._calls import describe_call, fn_name
+from ._calls import LazyCall, fn_name
 from ._levels import GradLevel, JvpLevel, autodiff_level_live, forward_ad_level_live, push_level
 
 
@@ -48,7 +48,7 @@ def _detach_tree(tree: Any) -> Any:
     return pytree.tree_map(lambda t: t.detach() if isinstance(t, torch.Tensor) else t, tree)
 
 
-def _split_aux(out: Any, has_aux: bool, call: str) -> tuple[Any, Any]:
+def _split_aux(out: Any, has_aux: bool, call: Any) -> tuple[Any, Any]:
     if not has_aux:
         return out, None
     if not (isinstance(out, tuple) and len(out) == 2):
@@ -58,7 +58,7 @@ def _split_aux(out: Any, has_aux: bool, call: str) -> tuple[Any, Any]:
     return out[0], out[1]
 
 
-def check_argnums(argnums: Any, n_args: int, call: str) -> tuple[int, ...]:
+def check_argnums(argnums: Any, n_args: int, call: Any) -> tuple[int, ...]:
     """argnums as a tuple of non-negative ints, checked against the number of positional inputs."""
     nums = argnums if isinstance(argnums, tuple) else (argnums,)
     if not nums:
@@ -89,7 +89,7 @@ def grad_and_value_impl(
         options["argnums"] = argnums
     if has_aux:
         options["has_aux"] = has_aux
-    call = describe_call(transform, func, options, args)
+    call = LazyCall(transform, func, options, args)
     nums = check_argnums(argnums, len(args), call)
     create_graph = _wants_graph(pytree.tree_leaves(args))
     with push_level(GradLevel(call)), torch.enable_grad():
@@ -133,7 +133,7 @@ def vjp_impl(
     func: Callable[..., Any], primals: tuple[Any, ...], has_aux: bool, kwargs: dict[str, Any]
 ) -> Any:
     """(output, vjp_fn) or (output, vjp_fn, aux); ``vjp_fn`` may be called many times."""
-    call = describe_call("vjp", func, {"has_aux": has_aux} if has_aux else {}, primals)
+    call = LazyCall("vjp", func, {"has_aux": has_aux} if has_aux else {}, primals)
     flat_primals, primals_spec = pytree.tree_flatten(primals)
     for p in flat_primals:
         if not isinstance(p, torch.Tensor):
@@ -201,7 +201,7 @@ def _load_forward_ad_decompositions() -> None:
 _loaded = [False]
 
 
-def _check_jvp_inputs(primals: Any, tangents: Any, call: str) -> tuple[list[Any], list[Any], Any]:
+def _check_jvp_inputs(primals: Any, tangents: Any, call: Any) -> tuple[list[Any], list[Any], Any]:
     if not isinstance(primals, tuple):
         raise RuntimeError(f"{call}: expected primals to be a tuple, got {type(primals).__name__}")
     if not isinstance(tangents, tuple):
@@ -233,7 +233,7 @@ def jvp_impl(
 ) -> Any:
     """(output, jvp_out) or (output, jvp_out, aux)."""
     options = {"has_aux": has_aux} if has_aux else {}
-    call = describe_call("jvp", func, options, (primals, tangents))
+    call = LazyCall("jvp", func, options, (primals, tangents))
     flat_p, flat_t, p_spec = _check_jvp_inputs(primals, tangents, call)
     if strict:
         raise RuntimeError(f"{call}: strict=True is not supported (torch.func does not support it either)")
@@ -270,7 +270,7 @@ def _jvp_double_vjp(
     p_spec: Any,
     has_aux: bool,
     kwargs: dict[str, Any],
-    call: str,
+    call: Any,
 ) -> Any:
     """jvp inside another jvp: J t = d/du <u, J t> computed as the vjp of the vjp (reverse mode only)."""
     with push_level(JvpLevel(call, uses_forward_ad=False)), torch.enable_grad():

@@ -35,3 +35,24 @@ def describe_call(transform: str, func: Any, options: dict[str, Any], args: tupl
     opts = "".join(f", {k}={v!r}" for k, v in options.items())
     inputs = ", ".join(describe_value(a) for a in args)
     return f"{transform}({fn_name(func)}{opts})({inputs})"
+
+
+class LazyCall:
+    """The user's call, formatted only when an error message needs it (formatting costs microseconds)."""
+
+    __slots__ = ("args", "func", "options", "text", "transform")
+
+    def __init__(self, transform: str, func: Any, options: dict[str, Any], args: tuple[Any, ...]) -> None:
+        self.transform = transform
+        self.func = func
+        self.options = options
+        self.args = args
+        self.text: str | None = None
+
+    def __str__(self) -> str:
+        if self.text is None:
+            self.text = describe_call(self.transform, self.func, self.options, self.args)
+        return self.text
+
+    def __call__(self) -> str:
+        return str(self)

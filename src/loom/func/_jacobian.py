@@ -10,7 +10,7 @@ import torch
 from torch.utils import _pytree as pytree
 
 from ._autodiff import check_argnums, jvp_impl, vjp_impl
-from ._calls import describe_call
+from ._calls import LazyCall
 from ._vmap import vmap_impl
 
 
@@ -58,7 +58,7 @@ def jacrev_impl(
     kwargs: dict[str, Any],
 ) -> Any:
     options: dict[str, Any] = {} if argnums == 0 else {"argnums": argnums}
-    call = describe_call("jacrev", func, options, args)
+    call = LazyCall("jacrev", func, options, args)
     nums = check_argnums(argnums, len(args), call)
     leaves, in_spec, rebuild = _split_args(args, nums)
     res = vjp_impl(lambda *ls: func(*rebuild(*ls), **kwargs), tuple(leaves), has_aux, {})
@@ -98,7 +98,7 @@ def jacfwd_impl(
     kwargs: dict[str, Any],
 ) -> Any:
     options: dict[str, Any] = {} if argnums == 0 else {"argnums": argnums}
-    call = describe_call("jacfwd", func, options, args)
+    call = LazyCall("jacfwd", func, options, args)
     nums = check_argnums(argnums, len(args), call)
     leaves, in_spec, rebuild = _split_args(args, nums)
     for t in leaves:

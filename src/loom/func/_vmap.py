@@ -25,9 +25,10 @@ def _call_formatter(func: Any, in_dims: Any, out_dims: Any, randomness: str, arg
     return lambda: describe_call("vmap", func, options, args)
 
 
-def _flat_dims(dims: Any, tree: Any, what: str, call: Callable[[], str]) -> list[Any]:
-    """Broadcast the prefix ``dims`` over the pytree ``tree``; one int-or-None per leaf."""
-    _, spec = pytree.tree_flatten(tree)
+def _flat_dims(dims: Any, spec: Any, what: str, call: Callable[[], str]) -> list[Any]:
+    """Broadcast the prefix ``dims`` over a pytree with this ``spec``; one int-or-None per leaf."""
+    if isinstance(dims, int) or dims is None:
+        return [dims] * spec.num_leaves
     flat = pytree._broadcast_to_and_flatten(dims, spec)
     if flat is None:
         raise ValueError(
@@ -72,7 +73,7 @@ def vmap_impl(
             "be an int, or a tuple with one entry per input"
         )
     flat_args, args_spec = pytree.tree_flatten(args)
-    flat_in = _flat_dims(in_dims, args, "in_dims", formatter)
+    flat_in = _flat_dims(in_dims, args_spec, "in_dims", formatter)
     size = None
     sizes = []
     for x, d in zip(flat_args, flat_in):
@@ -127,7 +128,7 @@ def _vmap_once(
         ]
         out = func(*pytree.tree_unflatten(wrapped, args_spec), **kwargs)
         flat_out, out_spec = pytree.tree_flatten(out)
-        flat_od = _flat_dims(out_dims, out, "out_dims", formatter)
+        flat_od = _flat_dims(out_dims, out_spec, "out_dims", formatter)
         unwrapped = [_unwrap_output(o, d, level, func) for o, d in zip(flat_out, flat_od)]
     return pytree.tree_unflatten(unwrapped, out_spec)
 
@@ -185,7 +186,7 @@ def _chunked(
         )
     flat_results = [pytree.tree_flatten(r)[0] for r in results]
     out_spec = pytree.tree_flatten(results[0])[1]
-    flat_od = _flat_dims(out_dims, results[0], "out_dims", formatter)
+    flat_od = _flat_dims(out_dims, out_spec, "out_dims", formatter)
     merged = []
     for i, od in enumerate(flat_od):
         parts = [fr[i] for fr in flat_results]
