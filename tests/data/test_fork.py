@@ -173,6 +173,13 @@ def test_restore_each_child_right_after_creating_its_iterator() -> None:
     jb.load_state_dict(s1)
     assert list(zip(ja, jb)) == rest
     assert list(zip(a2, b2)) == next_epoch
+    a3, b3 = _seeded_fork()  # the other order
+    jb = iter(b3)
+    jb.load_state_dict(s1)
+    ja = iter(a3)
+    ja.load_state_dict(s0)
+    assert list(zip(ja, jb)) == rest
+    assert list(zip(a3, b3)) == next_epoch
 
 
 def test_resumes_in_one_iterator() -> None:

@@ -260,7 +260,7 @@ class _Container(IterDataPipe):
         self.num_instances = num_instances
         self.buffer_size = buffer_size
         self._live: _Live | None = None
-        self._displaced: tuple[_Live, list[tuple[Any, int]]] | None = None
+        self._displaced: tuple[_Live, list[tuple[Any, int, int]]] | None = None
 
     def _picks(self) -> list[Callable[[Any], Any] | None]:
         return [None] * self.num_instances
@@ -291,9 +291,14 @@ class _Container(IterDataPipe):
         if live is None or live.stale or live.started[i]:
             # Remember what a new pass displaces: a restore that follows (iter(child) then
             # load_state_dict) may take it back; see load_child.
-            displaced = None if live is None or live.stale else (live, self._upstream_epochs())
+            before = None if live is None or live.stale else self._upstream_epochs()
+            old = live
             live = self._replace_live(self._live_class(self, ctx, None))
-            self._displaced = displaced
+            if old is None or before is None:
+                self._displaced = None
+            else:
+                after = {id(p): e for p, e in self._upstream_epochs()}
+                self._displaced = (old, [(p, e, after.get(id(p), e)) for p, e in before])
         live.started[i] = True
         ctx.shard = live.node.shard
         return _ChildState(live, i)
@@ -317,8 +322,9 @@ class _Container(IterDataPipe):
             # now (iter(child) before load_state_dict): take it back, and undo the epoch count.
             live = self._replace_live(displaced[0])
             live.stale = False
-            for pipe, epoch in displaced[1]:
-                pipe._epoch = epoch
+            for pipe, before, after in displaced[1]:
+                if pipe._epoch == after:  # not set since by a restored iterator state
+                    pipe._epoch = before
         else:
             live = self._replace_live(self._live_class(self, ctx, shared))
         self._displaced = None
