@@ -20,15 +20,29 @@ import loom.data.map  # noqa: F401
 from loom.data._datapipe import DataChunk, IterDataPipe, MapDataPipe, functional_datapipe
 from loom.data._graph import find_dps, list_dps, remove_dp, replace_dp, to_graph, traverse_dps
 from loom.data._iterator import PipeIterator, profiling
+from loom.data._loader import DataLoader2
 from loom.data._random import set_graph_random_seed
+from loom.data._reading import (
+    DistributedReadingService,
+    InProcessReadingService,
+    MultiProcessingReadingService,
+    ReadingServiceInterface,
+    SequentialReadingService,
+)
 from loom.data.iter._sharding import SHARDING_PRIORITIES, apply_sharding
 
 __all__ = [  # noqa: RUF022 (sorted as Python sorts, which tests/test_public_api.py checks)
     "DataChunk",
+    "DataLoader2",
+    "DistributedReadingService",
+    "InProcessReadingService",
     "IterDataPipe",
     "MapDataPipe",
+    "MultiProcessingReadingService",
     "PipeIterator",
+    "ReadingServiceInterface",
     "SHARDING_PRIORITIES",
+    "SequentialReadingService",
     "apply_sharding",
     "find_dps",
     "functional_datapipe",

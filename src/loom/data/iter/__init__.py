@@ -22,8 +22,10 @@ from loom.data.iter._combining import (
     ZipperLongest,
 )
 from loom.data.iter._decoders import HashChecker, RoutedDecoder
+from loom.data.iter._dispatch import ShardingRoundRobinDispatcher
 from loom.data.iter._files import FileLister, FileOpener, Saver, ShardExpander, StreamReader
 from loom.data.iter._fsspec import FSSpecFileLister, FSSpecFileOpener, FSSpecSaver, S3FileLister, S3FileLoader
+from loom.data.iter._fullsync import FullSync
 from loom.data.iter._groupby import Grouper
 from loom.data.iter._grouping import Batcher, BucketBatcher, MaxTokenBucketizer, UnBatcher
 from loom.data.iter._http import HttpReader, OnlineReader
@@ -74,6 +76,7 @@ __all__ = [
     "FlatMapper",
     "Flattener",
     "Forker",
+    "FullSync",
     "Grouper",
     "HashChecker",
     "Header",
@@ -111,6 +114,7 @@ __all__ = [
     "Saver",
     "ShardExpander",
     "ShardingFilter",
+    "ShardingRoundRobinDispatcher",
     "ShuffledFlatMapper",
     "Shuffler",
     "Slicer",
