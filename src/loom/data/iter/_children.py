@@ -29,7 +29,6 @@
 
 from __future__ import annotations
 
-import functools
 import operator
 import os
 from collections import deque
@@ -39,8 +38,6 @@ from typing import Any
 from loom.data._datapipe import IterDataPipe
 from loom.data.iter._combining import load_int
 from loom.data.iter._common import load_list
-
-_END = object()
 
 
 def _save_chain(node: Any, path: str) -> dict[str, Any]:
@@ -101,7 +98,8 @@ class _Live:
     def save_buffers(self) -> dict[str, Any]:
         raise NotImplementedError
 
-    def take(self, i: int) -> Any:
+    def read(self, i: int) -> Iterator[Any]:
+        """Child ``i``'s elements; shared state is updated before each ``yield``."""
         raise NotImplementedError
 
 
@@ -134,39 +132,39 @@ class _ForkLive(_Live):
             "end": self.end,
         }
 
-    def take(self, i: int) -> Any:
-        if self.stale:
-            raise self.invalid(i)
-        p = self.pointers[i]
-        buffer = self.buffer
-        k = p - self.offset
-        if k < len(buffer):
-            x = buffer[k]
-        elif p == self.end:
-            return _END
-        else:
-            try:
-                x = next(self.it)
-            except StopIteration:
-                self.end = p
-                return _END
-            buffer.append(x)
-        self.pointers[i] = p + 1
-        if p == self.offset:
-            low = min(self.pointers)
-            while self.offset < low:
-                buffer.popleft()
-                self.offset += 1
-        if len(buffer) > self.bound >= 0:
-            slow = self.pointers.index(self.offset)
-            raise BufferError(
-                f"{self.op}: buffer overflow: child {i} has read {p + 1} elements, {len(buffer)} ahead of child "
-                f"{slow}, more than buffer_size={self.bound}; iterate the children in step, or raise buffer_size "
-                "(-1 for no bound)"
-            )
-        self.steps += 1
-        pick = self.picks[i]
-        return x if pick is None else pick(x)
+    def read(self, i: int) -> Iterator[Any]:
+        pointers, buffer, it, bound, pick = self.pointers, self.buffer, self.it, self.bound, self.picks[i]
+        while True:
+            if self.stale:
+                raise self.invalid(i)
+            p = pointers[i]
+            k = p - self.offset
+            if k < len(buffer):
+                x = buffer[k]
+            elif p == self.end:
+                return
+            else:
+                try:
+                    x = next(it)
+                except StopIteration:
+                    self.end = p
+                    return
+                buffer.append(x)
+            pointers[i] = p + 1
+            if p == self.offset:
+                low = min(pointers)
+                while self.offset < low:
+                    buffer.popleft()
+                    self.offset += 1
+            if len(buffer) > bound >= 0:
+                slow = pointers.index(self.offset)
+                raise BufferError(
+                    f"{self.op}: buffer overflow: child {i} has read {p + 1} elements, {len(buffer)} ahead of "
+                    f"child {slow}, more than buffer_size={bound}; iterate the children in step, or raise "
+                    "buffer_size (-1 for no bound)"
+                )
+            self.steps += 1
+            yield x if pick is None else pick(x)
 
 
 class _DemuxLive(_Live):
@@ -200,27 +198,29 @@ class _DemuxLive(_Live):
     def save_buffers(self) -> dict[str, Any]:
         return {"buffers": [list(b) for b in self.buffers], "exhausted": self.exhausted}
 
-    def take(self, i: int) -> Any:
-        if self.stale:
-            raise self.invalid(i)
-        own = self.buffers[i]
-        if own:
-            self.usage -= 1
-            self.steps += 1
-            return own.popleft()
-        if self.exhausted:
-            return _END
-        n = len(self.buffers)
-        classify = self.classifier
+    def read(self, i: int) -> Iterator[Any]:
+        buffers, it, bound = self.buffers, self.it, self.bound
+        own = buffers[i]
+        n = len(buffers)
+        classify, drop_none = self.classifier, self.drop_none
         while True:
+            if self.stale:
+                raise self.invalid(i)
+            if own:
+                self.usage -= 1
+                self.steps += 1
+                yield own.popleft()
+                continue
+            if self.exhausted:
+                return
             try:
-                x = next(self.it)
+                x = next(it)
             except StopIteration:
                 self.exhausted = True
-                return _END
+                return
             c = classify(x)
             if c.__class__ is not int:
-                if c is None and self.drop_none:
+                if c is None and drop_none:
                     continue
                 c = self._as_index(c, x)
             if not 0 <= c < n:
@@ -229,14 +229,15 @@ class _DemuxLive(_Live):
                 )
             if c == i:
                 self.steps += 1
-                return x
-            self.buffers[c].append(x)
+                yield x
+                continue
+            buffers[c].append(x)
             self.usage += 1
-            if self.usage > self.bound >= 0:
+            if self.usage > bound >= 0:
                 raise BufferError(
                     f"{self.op}: buffer overflow: child {i} is looking for its next element while {self.usage} "
-                    f"elements wait for the other children (child {c} holds {len(self.buffers[c])}), more than "
-                    f"buffer_size={self.bound}; iterate the children in step, or raise buffer_size (-1 for no bound)"
+                    f"elements wait for the other children (child {c} holds {len(buffers[c])}), more than "
+                    f"buffer_size={bound}; iterate the children in step, or raise buffer_size (-1 for no bound)"
                 )
 
 
@@ -358,7 +359,7 @@ class _ChildDataPipe(IterDataPipe):
         return self.main_datapipe.start_child(self.instance_id, ctx)
 
     def _iterate(self, srcs: list[Iterator[Any]], state: _ChildState) -> Iterator[Any]:
-        return iter(functools.partial(state.live.take, state.index), _END)
+        return state.live.read(state.index)
 
     def _save_state(self, state: _ChildState) -> dict[str, Any]:
         live = state.live
