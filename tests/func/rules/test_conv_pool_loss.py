@@ -97,9 +97,10 @@ def test_pooling_and_log_softmax_nll() -> None:
     target = torch.randint(7, (4, 5))
     weight = torch.rand(7)
     for reduction in ("mean", "sum", "none"):
-        f = lambda lg, t, r=reduction: F.nll_loss(
-            F.log_softmax(lg, -1), t, weight=weight, reduction=r, ignore_index=2
-        )  # noqa: E731
+
+        def f(lg: torch.Tensor, t: torch.Tensor, r: str = reduction) -> torch.Tensor:
+            return F.nll_loss(F.log_softmax(lg, -1), t, weight=weight, reduction=r, ignore_index=2)
+
         check_vmap(f, [logits, target])
         check_vmap_vjp(f, [logits, target], (0, 0), n_diff=1)
 
