@@ -38,6 +38,13 @@ def test_bad_limit_and_unknown_len() -> None:
         len(IterableWrapper(iter([1])).header(1))
 
 
+def test_state_of_a_larger_limit_is_an_error() -> None:
+    it = iter(IterableWrapper(range(10)).header(8))
+    next(it)
+    with pytest.raises(RuntimeError, match="does not match limit=3"):
+        iter(IterableWrapper(range(10)).header(3)).load_state_dict(it.state_dict())
+
+
 @pytest.mark.parametrize("limit", [None, 0, 4, 30])
 def test_resumes(limit) -> None:
     assert_resumes_identically(lambda: IterableWrapper(range(12)).header(limit))

@@ -75,7 +75,7 @@ class Header(IterDataPipe):
             raise RuntimeError(
                 f"load_state_dict: Header expects a non-negative 'remaining', got {remaining!r}"
             )
-        if (remaining is None) != (self.limit is None):
+        if (remaining is None) != (self.limit is None) or (remaining or 0) > (self.limit or 0):
             raise RuntimeError(f"load_state_dict: Header state {data!r} does not match limit={self.limit}")
         return _HeaderState(remaining)
 
