@@ -8,12 +8,14 @@ from __future__ import annotations
 from . import _rules
 from ._api import grad, grad_and_value, hessian, jacfwd, jacrev, jvp, linearize, vjp, vmap
 from ._batched import set_vmap_fallback
+from ._compile import compile
 from ._module import functional_call, replace_all_batch_norm_modules_, stack_module_state
 from ._rules._table import register_batch_rule
 
 _rules.load_all()
 
 __all__ = [
+    "compile",
     "functional_call",
     "grad",
     "grad_and_value",

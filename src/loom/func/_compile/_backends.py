@@ -1,0 +1,154 @@
+"""Backends: how a traced graph runs. Each builder returns a runner ``(list of tensors) -> list of tensors``.
+
+- ``"replay"``: the graph as generated Python code (see NOTE [why replay generates its own code]).
+- ``"cuda_graph"``: the replay captured once in a CUDA graph; each call copies the inputs into static
+  buffers, replays the graph and returns copies of the static outputs.
+- ``"inductor"``: the graph handed to ``torch.compile`` (compiled on the first call).
+
+NOTE [default backend]
+With ``backend=None`` a graph whose tensors (inputs, captured constants) all live on one CUDA device, that
+does not record autograd and does not write into captured tensors runs as ``"cuda_graph"``: the workloads
+this is for are bound by launch overhead, which a CUDA graph removes for the price of one capture. Anything
+else runs as ``"replay"``, which starts instantly; ``"inductor"`` (kernel fusion, seconds to compile) is
+only used when asked for.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from ._codegen import generate
+from ._trace import Traced
+
+BACKENDS = ("cuda_graph", "inductor", "replay")
+Runner = Callable[[list[torch.Tensor]], list[torch.Tensor]]
+
+
+def _devices(traced: Traced, inputs: list[torch.Tensor]) -> set[torch.device]:
+    return {t.device for t in (*inputs, *traced.constants)}
+
+
+def _records_autograd(traced: Traced, inputs: list[torch.Tensor]) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in (*inputs, *traced.constants))
+
+
+def cuda_graph_problem(traced: Traced, inputs: list[torch.Tensor]) -> str | None:
+    """Why this graph cannot be captured as a CUDA graph (None if it can)."""
+    devices = _devices(traced, inputs)
+    if not torch.cuda.is_available():
+        return "CUDA is not available"
+    if len(devices) != 1 or next(iter(devices)).type != "cuda":
+        return f"its tensors are not all on one CUDA device ({sorted(str(d) for d in devices)})"
+    if not inputs:
+        return "it has no tensor inputs"
+    if _records_autograd(traced, inputs):
+        return "it records autograd (an input or captured tensor requires grad)"
+    if traced.mutates_constants:
+        return "it writes into a captured tensor (warm-up runs would repeat the write)"
+    return None
+
+
+def default_backend(traced: Traced, inputs: list[torch.Tensor]) -> str:
+    """See NOTE [default backend]."""
+    return "cuda_graph" if cuda_graph_problem(traced, inputs) is None else "replay"
+
+
+class CudaGraphRunner:
+    """One captured CUDA graph with static input buffers. See the ``torch.cuda.graphs`` recipe."""
+
+    def __init__(
+        self, fn: Callable[..., list[torch.Tensor]], traced: Traced, inputs: list[torch.Tensor], pool: Any
+    ):
+        self.mutated = traced.mutated_inputs
+        self.static_inputs = [
+            torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=t.device) for t in inputs
+        ]
+        _copy(self.static_inputs, inputs)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(2):  # warm-up: lazy init, cuBLAS handles, allocator pools
+                fn(*self.static_inputs)
+        torch.cuda.current_stream().wait_stream(side)
+        _copy(self.static_inputs, inputs)  # the warm-up may have written into them
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph, pool=pool):
+            self.static_outputs = list(fn(*self.static_inputs))
+
+    def __call__(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+        _copy(self.static_inputs, inputs)
+        self.graph.replay()
+        for i in self.mutated:
+            inputs[i].copy_(self.static_inputs[i])
+        # The static outputs are overwritten by the next replay: hand out copies.
+        return [out.clone() for out in self.static_outputs]
+
+
+def _copy(dst: list[torch.Tensor], src: list[torch.Tensor]) -> None:
+    if hasattr(torch, "_foreach_copy_"):
+        torch._foreach_copy_(dst, src)
+    else:  # torch < 2.1
+        for d, s in zip(dst, src):
+            d.copy_(s)
+
+
+def inductor_available() -> str | None:
+    """Why ``torch.compile`` cannot be used here (None if it can)."""
+    if not hasattr(torch, "compile"):
+        return "this torch has no torch.compile"
+    try:
+        import importlib
+
+        dynamo = importlib.import_module("torch._dynamo")
+        if hasattr(dynamo, "is_dynamo_supported") and not dynamo.is_dynamo_supported():
+            return "torch.compile does not support this Python version"
+        importlib.import_module("torch._inductor")
+    except Exception as exc:  # an incomplete install
+        return f"torch.compile cannot be imported ({type(exc).__name__}: {exc})"
+    return None
+
+
+def inductor_runner(traced: Traced, dynamic: bool) -> Runner:
+    """``torch.compile(graph, backend="inductor")``; compiles on the first call."""
+    compiled = torch.compile(traced.gm, backend="inductor", dynamic=dynamic, fullgraph=True)
+
+    def run(inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+        return compiled(*inputs)  # type: ignore[no-any-return]
+
+    return run
+
+
+def build(
+    name: str, traced: Traced, inputs: list[torch.Tensor], dynamic: bool, pool: Any, call: str
+) -> tuple[Runner, str, float, list[torch.Tensor] | None]:
+    """The runner for backend ``name`` (``"replay"`` if it cannot run here, with a warning), the backend
+    actually used, the seconds spent compiling, and the outputs of the first run if building ran it."""
+    fn, _ = generate(traced.gm)
+    start = time.perf_counter()
+    if name == "cuda_graph":
+        problem = cuda_graph_problem(traced, inputs)
+        if problem is None:
+            runner: Runner = CudaGraphRunner(fn, traced, inputs, pool)
+            return runner, name, time.perf_counter() - start, None
+        warnings.warn(f"{call}: backend='cuda_graph' cannot be used: {problem}; using 'replay'", stacklevel=4)
+    elif name == "inductor":
+        problem = inductor_available()
+        if problem is None:
+            runner = inductor_runner(traced, dynamic)
+            try:
+                first = runner(inputs)
+            except Exception as exc:
+                problem = f"torch.compile failed ({type(exc).__name__}: {str(exc).strip().splitlines()[0]})"
+            else:
+                return runner, name, time.perf_counter() - start, first
+        warnings.warn(f"{call}: backend='inductor' cannot be used: {problem}; using 'replay'", stacklevel=4)
+
+    def run(inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+        return fn(*inputs)  # type: ignore[no-any-return]
+
+    return run, "replay", time.perf_counter() - start, None
