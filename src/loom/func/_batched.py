@@ -20,6 +20,8 @@ from ._rules import _table
 from ._rules._table import RULES
 
 aten = torch.ops.aten
+_DETACH = aten.detach.default
+_AD_INPLACE_OR_VIEW = torch._C.DispatchKey.ADInplaceOrView
 
 # NOTE [re-entering autograd]
 # ``__torch_dispatch__`` runs below autograd: ops on the physical tensors would not be recorded. When a
@@ -52,6 +54,13 @@ class BatchedTensor(torch.Tensor):
 
     @classmethod
     def __torch_dispatch__(cls, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        if func is _DETACH and type(args[0]) is BatchedTensor and args[0]._level in LIVE_VMAP:
+            # The hottest op under vmap(grad): autograd detaches every tensor it saves. See NOTE
+            # [detach for saved tensors] in _rules/core.py.
+            self = args[0]
+            if torch._C._dispatch_tls_is_dispatch_key_excluded(_AD_INPLACE_OR_VIEW):
+                return BatchedTensor(self._value.detach(), self._level)
+            return BatchedTensor(self._value, self._level)
         return dispatch(func, args, kwargs or {})
 
 
