@@ -77,7 +77,7 @@ def test_fsspec_saver_on_memory_and_local(memdir, tmp_path) -> None:
 def test_fsspec_errors(memdir) -> None:
     url, _, _ = memdir
     with pytest.raises(
-        FileNotFoundError, match="list_files_by_fsspec: .*missing.* is neither a file nor a directory"
+        FileNotFoundError, match=r"list_files_by_fsspec: .*missing.* is neither a file nor a directory"
     ):
         list(FSSpecFileLister(f"{url}/missing"))
     with pytest.raises(FileNotFoundError):

@@ -3,13 +3,7 @@
 from __future__ import annotations
 
 from loom.data._datapipe import IterDataPipe
-from loom.data.iter._archives import (
-    Bz2FileLoader,
-    Decompressor,
-    TarArchiveLoader,
-    XzFileLoader,
-    ZipArchiveLoader,
-)
+from loom.data.iter._archives import TarArchiveLoader, ZipArchiveLoader
 from loom.data.iter._caching import EndOnDiskCacheHolder, OnDiskCacheHolder
 from loom.data.iter._callable import BatchMapper, Collator, Filter, FlatMapper, Mapper
 from loom.data.iter._combinatorics import InBatchShuffler, Sampler, ShuffledFlatMapper, Shuffler
@@ -21,6 +15,7 @@ from loom.data.iter._combining import (
     Zipper,
     ZipperLongest,
 )
+from loom.data.iter._compression import Bz2FileLoader, Decompressor, XzFileLoader
 from loom.data.iter._decoders import HashChecker, RoutedDecoder
 from loom.data.iter._dispatch import ShardingRoundRobinDispatcher
 from loom.data.iter._files import FileLister, FileOpener, Saver, ShardExpander, StreamReader

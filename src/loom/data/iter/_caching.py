@@ -198,6 +198,20 @@ class EndOnDiskCacheHolder(IterDataPipe):
     Raises:
         ValueError: a path outside the cache root (``../`` member names, absolute paths, symlinks).
         RuntimeError: no OnDiskCacheHolder upstream, or a second ``end_caching`` for one holder.
+
+    Example:
+        >>> import os, tempfile
+        >>> from loom.data.iter import IterableWrapper
+        >>> root = tempfile.mkdtemp()
+        >>> def path_of(name): return os.path.join(root, name + ".txt")
+        >>> pipe = IterableWrapper(["a"]).on_disk_cache(path_of).map(lambda n: (path_of(n), n.encode()))
+        >>> [os.path.basename(p) for p in pipe.end_caching(mode="wb")]
+        ['a.txt']
+        >>> pipe = IterableWrapper(["b"]).on_disk_cache(path_of).map(lambda n: ("/elsewhere/b.txt", b"x"))
+        >>> list(pipe.end_caching())  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: end_caching: refusing to write '/elsewhere/b.txt': it resolves outside the cache root ...
     """
 
     _repr_fields = ("mode", "root")

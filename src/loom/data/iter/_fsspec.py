@@ -213,13 +213,13 @@ class FSSpecSaver(IterDataPipe):
         fs, path = _url_to_fs("save_by_fsspec", url, self.kwargs)
         if _protocol(fs) in ("file", "local"):
             write_atomically(path, data, self.mode)
-            return url  # type: ignore[no-any-return]
+            return str(url)
         parent = posixpath.dirname(path)
         if parent:
             fs.makedirs(parent, exist_ok=True)
         with fs.open(path, self.mode, **self.kwargs_for_open) as f:
             f.write(data if isinstance(data, (bytes, str)) else data.read())
-        return url  # type: ignore[no-any-return]
+        return str(url)
 
     def _iterate(self, srcs: list[Iterator[Any]], state: Any) -> Iterator[Any]:
         return map(self._save, srcs[0])

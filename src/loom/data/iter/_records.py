@@ -61,6 +61,7 @@ def _fields(buf: bytes) -> Iterator[tuple[int, int, Any]]:
     while pos < end:
         tag, pos = _varint(buf, pos)
         field, wire = tag >> 3, tag & 7
+        value: Any
         if wire == 0:
             value, pos = _varint(buf, pos)
         elif wire == 2:

@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import contextlib
-import io
 from collections.abc import Callable, Iterator
 from itertools import chain, repeat
 from typing import IO, Any
@@ -149,11 +148,8 @@ def check_pair(call: str, item: Any) -> tuple[str, Any]:
 
 
 def _open_file(spec: dict[str, Any]) -> IO[Any]:
-    return open(spec["path"], spec["mode"], encoding=spec.get("encoding"))
-
-
-def _as_text(stream: IO[Any], encoding: str | None) -> IO[Any]:
-    return io.TextIOWrapper(stream, encoding=encoding)  # type: ignore[arg-type]
+    f: IO[Any] = open(spec["path"], spec["mode"], encoding=spec.get("encoding"))  # noqa: SIM115
+    return f
 
 
 register_reopener("file", _open_file)
@@ -195,14 +191,16 @@ class Runs:
         self.key = key
         self.stream = stream
         self.base = start
-        self.counted = repeat(value, _HUGE)
-        return self.counted
+        counter = repeat(value, _HUGE)
+        self.counted = counter
+        return counter
 
     def begin(self, key: Any, stream: Any, outputs: Iterator[Any], start: int = 0) -> Iterator[Any]:
         self.key = key
         self.stream = stream
-        self.counted = enumerate(outputs, start)
-        return self.counted
+        counted = enumerate(outputs, start)
+        self.counted = counted
+        return counted
 
     def end(self) -> None:
         stream, self.stream = self.stream, None

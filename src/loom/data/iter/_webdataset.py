@@ -57,6 +57,7 @@ class WebDataset(IterDataPipe):
     def _iterate(self, srcs: list[Iterator[Any]], state: _Lookahead) -> Iterator[Any]:
         src = srcs[0]
         while True:
+            item: Any
             if state.pending is not None:
                 item, state.pending = state.pending, None
             else:
