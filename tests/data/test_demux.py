@@ -123,3 +123,16 @@ def test_resumes_in_lockstep() -> None:
         lambda: IterableWrapper(range(20)).demux(2, none_for_zero, drop_none=True)
     )
     assert_children_resume_in_lockstep(lambda: IterableWrapper(range(12)).demux(3, mod3, buffer_size=2))
+
+
+def test_state_of_another_pipeline_is_an_error() -> None:
+    a, _ = IterableWrapper(range(4)).fork(2)
+    state = iter(a).state_dict()
+    d, _ = IterableWrapper(range(4)).demux(2, mod3)
+    with pytest.raises(RuntimeError, match="different pipeline: expected demux child 0, got 'fork' child 0"):
+        iter(d).load_state_dict(state)
+    _, d1 = IterableWrapper(range(4)).demux(2, mod3)
+    d0, _ = IterableWrapper(range(4)).demux(2, mod3)
+    with pytest.raises(RuntimeError, match="expected demux child 1, got 'demux' child 0"):
+        iter(d1).load_state_dict(iter(d0).state_dict())
+    assert_children_resume_in_lockstep(lambda: IterableWrapper(range(9)).demux(3, mod3))
