@@ -184,3 +184,23 @@ def test_subscripted_bases_as_in_torchdata() -> None:
 
     assert list(Ints().map(str)) == ["1", "2"]
     assert list(Squares()) == [0, 1, 4]
+
+
+def test_custom_reset_runs_before_each_iterator_as_in_torch() -> None:
+    from torch.utils.data.datapipes.datapipe import IterDataPipe as TorchIterDataPipe
+
+    def make(base):
+        class Counting(base):
+            def __init__(self):
+                self.resets = 0
+
+            def reset(self):
+                self.resets += 1
+
+            def __iter__(self):
+                yield self.resets
+
+        return Counting()
+
+    ours, theirs = make(IterDataPipe), make(TorchIterDataPipe)
+    assert [list(ours), list(ours)] == [list(theirs), list(theirs)] == [[1], [2]]

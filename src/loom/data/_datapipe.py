@@ -172,6 +172,25 @@ class IterDataPipe(IterableDataset, _PipeBase):  # type: ignore[type-arg]
     # Random pipes set these; see _random.py.
     _is_random: bool = False
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # As in torch: a custom pipe's ``reset()`` runs each time a new iterator is made.
+        if "__iter__" in vars(cls) and cls.reset is not IterDataPipe.reset:
+            inner = vars(cls)["__iter__"]
+            if getattr(inner, "_loom_resets", False):
+                return
+
+            @functools.wraps(inner)
+            def __iter__(self: Any) -> Any:
+                self.reset()
+                return inner(self)
+
+            __iter__._loom_resets = True  # type: ignore[attr-defined]
+            cls.__iter__ = __iter__  # type: ignore[method-assign]
+
+    def reset(self) -> None:
+        """Called before each new iterator of a custom pipe that overrides it (torch's hook)."""
+
     def __iter__(self) -> Iterator[Any]:
         from loom.data._iterator import PipeIterator
 
