@@ -69,22 +69,24 @@ class Switch(nn.Module):
         return out + self.extra(x) if self.use_extra else out
 
 
-def _static_switch(first: bool, later: bool) -> str | None:
+def _static_switch(first: bool, later: bool) -> dict[str, Any]:
     inner = Switch()
     model = LoomDDP(inner, static_graph=True)
     x = torch.randn(B, D_IN)
     inner.use_extra = first
     model(x).sum().backward()
     inner.use_extra = later
-    return _error(lambda: model(x).sum().backward())
+    error = _error(lambda: model(x).sum().backward())
+    inner.use_extra = first  # back to the recorded graph: training goes on
+    return {"error": error, "after": _error(lambda: model(x).sum().backward())}
 
 
 def static_graph_change_new_param(rank: int, world: int) -> dict[str, Any]:
-    return {"error": _static_switch(False, True)}
+    return _static_switch(False, True)
 
 
 def static_graph_change_lost_param(rank: int, world: int) -> dict[str, Any]:
-    return {"error": _static_switch(True, False)}
+    return _static_switch(True, False)
 
 
 def shape_mismatch(rank: int, world: int) -> dict[str, Any]:

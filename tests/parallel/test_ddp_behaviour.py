@@ -100,3 +100,4 @@ def test_static_graph_change_names_parameter(results: dict[str, list[Any]], name
     for r in results[name]:
         assert r["error"] is not None and "the graph changed after the first iteration" in r["error"]
         assert fragment in r["error"]
+        assert r["after"] is None, f"the step after the error failed: {r['after']}"

@@ -149,6 +149,7 @@ class Reducer:
     # ---- one iteration ------------------------------------------------------------------------------
 
     def _reset(self) -> None:
+        self._drain()
         n = len(self.params)
         self._ready = [False] * n
         self._pending = list(self._bucket_sizes)
@@ -191,33 +192,58 @@ class Reducer:
         return hook
 
     def _on_grad(self, i: int, param: torch.Tensor) -> None:
-        if param.grad is None:
-            # autograd ran this leaf's node without a gradient (an output left out of the loss)
-            if self._expecting and self.static is None and not self._ready[i]:
-                if not self._in_backward:
-                    self.begin_backward()
-                self._mark_unused(i)
-            return
-        self._used[i] = True
-        if not self._expecting:
-            return  # no_sync() or a forward outside DDP: gradients just accumulate
-        if not self._in_backward:
-            self.begin_backward()
-        static = self.static
-        if static is not None:
-            if static.recording:
-                static.fired(i)
+        try:
+            if param.grad is None:
+                # autograd ran this leaf's node without a gradient (an output left out of the loss)
+                if self._expecting and self.static is None and not self._ready[i]:
+                    if not self._in_backward:
+                        self.begin_backward()
+                    self._mark_unused(i)
                 return
-            if not static.fire(i, self.names):
-                return
-        elif self._ready[i]:
-            raise RuntimeError(
-                f"DistributedDataParallel: parameter {self.names[i]!r} received a gradient twice in one "
-                "backward (was it reused under reentrant checkpointing, or marked unused but used?). "
-                "Pass static_graph=True if the graph is the same every iteration."
-            )
-        self._ready[i] = True
-        self._param_ready(i)
+            self._used[i] = True
+            if not self._expecting:
+                return  # no_sync() or a forward outside DDP: gradients just accumulate
+            if not self._in_backward:
+                self.begin_backward()
+            static = self.static
+            if static is not None:
+                if static.recording:
+                    static.fired(i)
+                    return
+                if not static.fire(i, self.names):
+                    return
+            elif self._ready[i]:
+                raise RuntimeError(
+                    f"DistributedDataParallel: parameter {self.names[i]!r} received a gradient twice in one "
+                    "backward (was it reused under reentrant checkpointing, or marked unused but used?). "
+                    "Pass static_graph=True if the graph is the same every iteration."
+                )
+            self._ready[i] = True
+            self._param_ready(i)
+        except BaseException:
+            self._abort()
+            raise
+
+    def _drain(self) -> None:
+        """Wait for collectives an aborted iteration left in flight (their buffers are about to be reused)."""
+        for bucket in self.buckets:
+            if bucket.future is not None:
+                bucket.future.wait()
+            elif bucket.work is not None:
+                _comm.wait(
+                    bucket.work, f"all-reduce of gradient bucket {bucket.index} (left by a failed backward)"
+                )
+            bucket.work = bucket.future = None
+        if self._used_map_work is not None:
+            _comm.wait(self._used_map_work, "all-reduce of the used map (left by a failed backward)")
+            self._used_map_work = self._used_map = None
+
+    def _abort(self) -> None:
+        """Forget the iteration after an error in backward, so the next forward starts cleanly."""
+        self._expecting = False
+        self._in_backward = False
+        self._callback_queued = False
+        self._used = [False] * len(self.params)
 
     def begin_backward(self) -> None:
         """First event of a synchronized backward: queue the final callback, mark known-unused params."""
@@ -334,6 +360,8 @@ class Reducer:
     # ---- end of backward ----------------------------------------------------------------------------
 
     def _finalize(self) -> None:
+        if not self._in_backward:
+            return  # the iteration was aborted by an error in backward
         self._callback_queued = False
         static = self.static
         problem: str | None = None
