@@ -17,7 +17,13 @@ def times10(x: int) -> int:
 
 def shuffled(n: int = 60) -> Any:
     """Shuffled before the sharding point and after it: both seeds matter."""
-    return IterableWrapper(range(n)).shuffle(buffer_size=16).sharding_filter().map(times10).shuffle(buffer_size=4)
+    return (
+        IterableWrapper(range(n))
+        .shuffle(buffer_size=16)
+        .sharding_filter()
+        .map(times10)
+        .shuffle(buffer_size=4)
+    )
 
 
 def batched(n: int = 60) -> Any:

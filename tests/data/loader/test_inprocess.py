@@ -10,8 +10,9 @@ import torch
 from loom.data import DataLoader2, InProcessReadingService, SequentialReadingService
 from loom.data.iter import IterableWrapper
 from loom.data.map import SequenceWrapper
-from tests.data._checks import assert_plain, roundtrip
-from tests.data.loader._pipes import cut_points, epoch_seed, shard_run, shuffled
+
+from .._checks import assert_plain, roundtrip
+from ._pipes import cut_points, epoch_seed, shard_run, shuffled
 
 
 def _epochs(loader: DataLoader2, n: int) -> list[list[int]]:
@@ -115,7 +116,9 @@ def test_map_datapipe_adapter_and_sequential_service() -> None:
     loader = DataLoader2(
         SequenceWrapper([1, 2, 3]),
         datapipe_adapter_fn=lambda dp: dp.map(lambda x: x + 1),
-        reading_service=SequentialReadingService(InProcessReadingService(), InProcessReadingService(prefetch_cnt=2)),
+        reading_service=SequentialReadingService(
+            InProcessReadingService(), InProcessReadingService(prefetch_cnt=2)
+        ),
     )
     with loader:
         assert list(loader) == [2, 3, 4]
@@ -148,7 +151,7 @@ def test_bad_arguments_are_rejected() -> None:
         DataLoader2([1, 2, 3])  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="reading_service must be a ReadingServiceInterface"):
         DataLoader2(IterableWrapper([1]), reading_service=object())  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="DataLoader2.seed: seed must be an int, got 1.5"):
+    with pytest.raises(TypeError, match=r"DataLoader2\.seed: seed must be an int, got 1\.5"):
         DataLoader2(IterableWrapper([1])).seed(1.5)  # type: ignore[arg-type]
     with pytest.raises(RuntimeError, match="not a DataLoader2 state"):
         DataLoader2(IterableWrapper([1])).load_state_dict({"version": 99})

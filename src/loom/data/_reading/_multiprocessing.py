@@ -46,7 +46,7 @@ from loom.data._reading._worker import (
 __all__ = ["MultiProcessingReadingService"]
 
 _FEED_CHUNK = 64
-_MP_STATE_VERSION = 1
+_MP_STATE_VERSION = "loom.multiprocessing/1"
 
 
 class _Slot:
