@@ -86,7 +86,7 @@ def plan_buckets(
         >>> import torch
         >>> from loom.parallel import plan_buckets
         >>> ps = [torch.zeros(1000, device="meta") for _ in range(4)]
-        >>> [s.indices for s in plan_buckets(ps, bucket_cap_mb=0.008, first_bucket_cap_mb=0.004)]
+        >>> [s.indices for s in plan_buckets(ps, bucket_cap_mb=0.007, first_bucket_cap_mb=0.003)]
         [(3,), (2, 1), (0,)]
     """
     if not bucket_cap_mb > 0:
