@@ -55,3 +55,28 @@ def assert_children_resume_in_lockstep(
                 f"restored at step {position}: got {rest[:3]}... expected {reference[position : position + 3]}..."
             )
     return reference
+
+
+def assert_children_resume_interleaved(build_children: Callable[[], list[Any]], schedule: list[int]) -> None:
+    """Read the children in the order ``schedule`` gives (child indices; an ended child is skipped),
+    snapshot every child at each step, restore into fresh children, and compare what follows."""
+
+    def run(iterators: list[Any], steps: list[int]) -> list[tuple[int, Any]]:
+        out = []
+        for i in steps:
+            try:
+                out.append((i, next(iterators[i])))
+            except StopIteration:
+                out.append((i, "<end>"))
+        return out
+
+    reference = run([iter(c) for c in build_children()], schedule)
+    iterators = [iter(c) for c in build_children()]
+    for position in range(len(schedule) + 1):
+        states = [it.state_dict() for it in iterators]
+        fresh = [iter(c) for c in build_children()]
+        for it, s in zip(fresh, [roundtrip(s) for s in states]):
+            it.load_state_dict(s)
+        assert run(fresh, schedule[position:]) == reference[position:], f"restored at step {position}"
+        if position < len(schedule):
+            run(iterators, schedule[position : position + 1])

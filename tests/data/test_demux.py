@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import pytest
 
@@ -8,7 +10,7 @@ from loom.data.iter import Concater, Demultiplexer, IterableWrapper, Multiplexer
 
 from ._checks import assert_resumes_identically
 from ._oracle import torch_iter
-from ._split_checks import assert_children_resume_in_lockstep
+from ._split_checks import assert_children_resume_in_lockstep, assert_children_resume_interleaved
 
 
 def mod3(x: int) -> int:
@@ -136,3 +138,12 @@ def test_state_of_another_pipeline_is_an_error() -> None:
     with pytest.raises(RuntimeError, match="expected demux child 1, got 'demux' child 0"):
         iter(d1).load_state_dict(iter(d0).state_dict())
     assert_children_resume_in_lockstep(lambda: IterableWrapper(range(9)).demux(3, mod3))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_resumes_with_children_at_different_positions(seed) -> None:
+    rng = random.Random(seed)
+    schedule = [rng.choice([0, 0, 1, 2]) for _ in range(30)]
+    assert_children_resume_interleaved(
+        lambda: IterableWrapper(range(20)).demux(3, mod3, buffer_size=-1), schedule
+    )

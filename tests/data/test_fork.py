@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pickle
+import random
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ from loom.data.iter import Concater, Forker, IterableWrapper, Zipper
 
 from ._checks import assert_resumes_identically
 from ._oracle import torch_iter
-from ._split_checks import assert_children_resume_in_lockstep
+from ._split_checks import assert_children_resume_in_lockstep, assert_children_resume_interleaved
 
 
 def _until_error(it):  # type: ignore[no-untyped-def]
@@ -196,3 +197,10 @@ def test_resumes_in_lockstep() -> None:
     assert_children_resume_in_lockstep(
         lambda: set_graph_random_seed(IterableWrapper(range(10)).shuffle(buffer_size=4), 1).fork(3)
     )
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_resumes_with_children_at_different_positions(seed) -> None:
+    rng = random.Random(seed)
+    schedule = [rng.choice([0, 0, 1, 2]) for _ in range(30)]
+    assert_children_resume_interleaved(lambda: IterableWrapper(range(12)).fork(3, buffer_size=-1), schedule)
