@@ -46,8 +46,11 @@ class Forker(IterDataPipe):
     """Makes ``num_instances`` copies of a pipe that share one pass over it (functional name: ``fork``).
 
     Returns a list of child pipes (or ``datapipe`` itself when ``num_instances`` is 1). Elements a
-    leading child has read wait in a shared buffer until the slowest child reads them; a restored
-    child continues exactly, see NOTE [children share one live iteration] in this module.
+    leading child has read wait in a shared buffer until the slowest child reads them. The children
+    may be read by one iterator (``Zipper(*pipe.fork(2))``) or by one iterator each
+    (``zip(*pipe.fork(2))``); each child iterator's state holds the shared buffer and positions, so
+    restoring every child's iterator (in any order) continues exactly. A new iterator of a child that
+    is already being read starts a new pass and invalidates the old pass's iterators, as in torchdata.
 
     Args:
         datapipe: the source pipe.
