@@ -113,11 +113,10 @@ def grad_and_value_impl(
                 f"{call}: expected {fn_name(func)} to return a scalar Tensor, got a tensor with {out.dim()} dims. "
                 "Maybe you wanted the vjp or jacrev APIs?"
             )
+        raw: Any = (None,) * len(diff_leaves)
         if out.requires_grad:
-            grads = torch.autograd.grad(out, diff_leaves, create_graph=create_graph, allow_unused=True)
-        else:
-            grads = (None,) * len(diff_leaves)
-        grads = _zeros_for_none(grads, diff_leaves)
+            raw = torch.autograd.grad(out, diff_leaves, create_graph=create_graph, allow_unused=True)
+        grads = _zeros_for_none(raw, diff_leaves)
     structured = []
     start = 0
     for n, spec in diff_trees:
@@ -166,6 +165,7 @@ def vjp_impl(
                 )
         pairs = [(o, c) for o, c in zip(flat_out, flat_ct) if o.requires_grad]
         create_graph = fwd_graph or _wants_graph(flat_ct)
+        grads: Any = (None,) * len(aliases)
         if pairs:
             with torch.enable_grad():
                 grads = torch.autograd.grad(
@@ -176,8 +176,6 @@ def vjp_impl(
                     create_graph=create_graph,
                     allow_unused=True,
                 )
-        else:
-            grads = (None,) * len(aliases)
         return tuple(pytree.tree_unflatten(_zeros_for_none(grads, aliases), primals_spec))
 
     result = out if fwd_graph else _detach_tree(out)
@@ -242,7 +240,7 @@ def jvp_impl(
     keep_graph = _wants_graph([*flat_p, *flat_t])
     _load_forward_ad_decompositions()
     with push_level(JvpLevel(call, uses_forward_ad=True)), fwad.dual_level():
-        duals = [fwad.make_dual(p, t) for p, t in zip(flat_p, flat_t)]
+        duals = [fwad.make_dual(p, t) for p, t in zip(flat_p, flat_t)]  # type: ignore[no-untyped-call]
         out, aux = _split_aux(func(*pytree.tree_unflatten(duals, p_spec), **kwargs), has_aux, call)
         flat_out, out_spec = pytree.tree_flatten(out)
         primals_out = []
@@ -252,15 +250,19 @@ def jvp_impl(
                 raise RuntimeError(
                     f"{call}: expected {fn_name(func)} to return Tensors, got {type(o).__name__}"
                 )
-            primal, tangent = fwad.unpack_dual(o)
+            primal, tangent = fwad.unpack_dual(o)  # type: ignore[no-untyped-call]
             primals_out.append(primal)
             tangents_out.append(torch.zeros_like(primal) if tangent is None else tangent)
-        aux = pytree.tree_map(lambda t: fwad.unpack_dual(t).primal if isinstance(t, torch.Tensor) else t, aux)
+        aux = pytree.tree_map(_primal_of, aux)
     results = (pytree.tree_unflatten(primals_out, out_spec), pytree.tree_unflatten(tangents_out, out_spec))
     if not keep_graph:
         results = _detach_tree(results)
         aux = _detach_tree(aux)
     return (*results, aux) if has_aux else results
+
+
+def _primal_of(t: Any) -> Any:
+    return fwad.unpack_dual(t).primal if isinstance(t, torch.Tensor) else t  # type: ignore[no-untyped-call]
 
 
 def _jvp_double_vjp(

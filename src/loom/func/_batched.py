@@ -21,6 +21,7 @@ from ._rules._table import RULES
 
 aten = torch.ops.aten
 _DETACH = aten.detach.default
+_restore_python_tls: Any = torch._C._RestorePythonTLSSnapshot  # type: ignore[attr-defined]
 _AD_INPLACE_OR_VIEW = torch._C.DispatchKey.ADInplaceOrView
 
 # NOTE [re-entering autograd]
@@ -47,13 +48,15 @@ class BatchedTensor(torch.Tensor):
         r._level = level
         return r
 
-    __torch_function__ = torch._C._disabled_torch_function_impl
+    __torch_function__ = torch._C._disabled_torch_function_impl  # type: ignore[assignment]
 
-    def __repr__(self, *, tensor_contents: Any = None) -> str:
+    def __repr__(self, *, tensor_contents: Any = None) -> str:  # type: ignore[override]
         return f"BatchedTensor(level={self._level}, bdim=0, value={self._value!r})"
 
     @classmethod
-    def __torch_dispatch__(cls, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+    def __torch_dispatch__(  # type: ignore[override]
+        cls, func: Any, types: Any, args: Any = (), kwargs: Any = None
+    ) -> Any:
         if func is _DETACH and type(args[0]) is BatchedTensor and args[0]._level in LIVE_VMAP:
             # The hottest op under vmap(grad): autograd detaches every tensor it saves. See NOTE
             # [detach for saved tensors] in _rules/core.py.
@@ -212,7 +215,7 @@ def dispatch(func: Any, args: Any, kwargs: dict[str, Any]) -> Any:
     _table.DISPATCHING.append(level)
     try:
         if (reenter and torch.is_grad_enabled()) or _fwad._current_level >= 0:
-            with torch._C._RestorePythonTLSSnapshot(), torch._C._ForceDispatchKeyGuard(*level.dispatch_keys):
+            with _restore_python_tls(), torch._C._ForceDispatchKeyGuard(*level.dispatch_keys):
                 out, out_bdims = handler.rule(phys, bdims, **kwargs)
         else:
             out, out_bdims = handler.rule(phys, bdims, **kwargs)
@@ -246,8 +249,8 @@ def _unwrap(args: Any, top: int) -> tuple[list[Any], list[Any], bool]:
                 bdims.append(None)
                 needs_grad = needs_grad or a.requires_grad
         elif isinstance(a, (list, tuple)) and a and any(isinstance(e, torch.Tensor) for e in a):
-            vals = []
-            bds = []
+            vals: list[Any] = []
+            bds: list[Any] = []
             for e in a:
                 if isinstance(e, BatchedTensor) and e._level == top:
                     vals.append(e._value)
@@ -335,7 +338,7 @@ def _fallback(func: Any, level: VmapLevel, args: Any, kwargs: dict[str, Any], mu
     for b in range(level.batch_size):
         args_b = [_select(a, bd, b) for a, bd in zip(phys, bdims)]
         if use_guard:
-            with torch._C._RestorePythonTLSSnapshot(), torch._C._ForceDispatchKeyGuard(*level.dispatch_keys):
+            with _restore_python_tls(), torch._C._ForceDispatchKeyGuard(*level.dispatch_keys):
                 results.append(func(*args_b, **kwargs))
         else:
             results.append(func(*args_b, **kwargs))

@@ -17,7 +17,7 @@ RULES: dict[Any, Rule] = {}
 
 def _overloads(op: Any) -> list[Any]:
     if isinstance(op, torch._ops.OpOverloadPacket):
-        return [getattr(op, name) for name in op.overloads()]
+        return [getattr(op, name) for name in op.overloads()]  # type: ignore[no-untyped-call]
     if isinstance(op, torch._ops.OpOverload):
         return [op]
     raise TypeError(f"register_batch_rule: expected an aten op such as torch.ops.aten.sin, got {op!r}")

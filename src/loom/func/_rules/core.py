@@ -33,7 +33,7 @@ def _new_factory_rule(op: Any) -> Any:
 
 
 for _packet in (aten.new_empty, aten.new_zeros, aten.new_ones, aten.new_full, aten.new_empty_strided):
-    for _name in _packet.overloads():
+    for _name in _packet.overloads():  # type: ignore[no-untyped-call]
         _ov = getattr(_packet, _name)
         batch_rule(_ov)(_new_factory_rule(_ov))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -48,7 +49,7 @@ def pointwise_rule(op: Any) -> Rule:
 
     def rule(args: Any, bdims: Any, **kwargs: Any) -> tuple[Any, Any]:
         rank = 0
-        ranks = []
+        ranks: list[int] = []
         mixed = False
         uneven = False
         dtype = None
@@ -149,8 +150,12 @@ def _packet_call(packet: Any) -> Any:
     return lambda *args, **kwargs: packet(*args, **kwargs)
 
 
+def _via_aten(aten_op: Any) -> Callable[[Any], Rule]:
+    return lambda _prim_overload: pointwise_rule(_packet_call(aten_op.overloadpacket))
+
+
 for _prim, _aten_op in _elementwise_prims():
-    register_each(lambda op, _a=_aten_op: pointwise_rule(_packet_call(_a.overloadpacket)), _prim)
+    register_each(_via_aten(_aten_op), _prim)
 
 
 @batch_rule(torch.ops.prims.convert_element_type.default)

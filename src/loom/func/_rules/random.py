@@ -77,7 +77,7 @@ def _inplace_same(op: Any) -> Rule:
 
 
 for _packet in (aten.rand_like, aten.randn_like, aten.randint_like):
-    for _name in _packet.overloads():
+    for _name in _packet.overloads():  # type: ignore[no-untyped-call]
         _ov = getattr(_packet, _name)
         RULES[_ov] = _mode_rule(_on_physical(_ov), _like_same(_ov), _ov)
 for _packet in (
@@ -90,7 +90,7 @@ for _packet in (
     aten.geometric_,
     aten.bernoulli_,
 ):
-    for _name in _packet.overloads():
+    for _name in _packet.overloads():  # type: ignore[no-untyped-call]
         _ov = getattr(_packet, _name)
         RULES[_ov] = _mode_rule(_on_physical(_ov), _inplace_same(_ov), _ov)
 
@@ -131,7 +131,8 @@ RULES[aten.native_dropout.default] = _mode_rule(
 
 def _normal_same(op: Any) -> Rule:
     def rule(args: Any, bdims: Any, **kwargs: Any) -> tuple[Any, Any]:
-        mean, std = args[0], (args[1] if len(args) > 1 else 1.0)
+        mean: Any = args[0]
+        std: Any = args[1] if len(args) > 1 else 1.0
         mb = bdims[0] if isinstance(mean, torch.Tensor) else None
         sb = bdims[1] if isinstance(std, torch.Tensor) else None
         ref = to_front(mean, mb) if mb is not None else to_front(std, sb)
