@@ -82,9 +82,11 @@ def test_bad_classification() -> None:
         list(a)
 
 
-def test_numpy_index_accepted() -> None:
+def test_numpy_and_bool_indices_accepted() -> None:
     a, b = IterableWrapper(range(4)).demux(2, lambda x: np.int64(x % 2))
     assert list(a) == [0, 2] and list(b) == [1, 3]
+    ours = [list(c) for c in IterableWrapper(range(6)).demux(2, lambda x: x > 3)]
+    assert ours == [list(c) for c in torch_iter.IterableWrapper(range(6)).demux(2, lambda x: x > 3)]
 
 
 @pytest.mark.parametrize(

@@ -185,7 +185,7 @@ class _DemuxLive(_Live):
         self.usage = sum(len(b) for b in self.buffers)
 
     def _as_index(self, c: Any, x: Any) -> int:
-        if c is not None and not isinstance(c, bool):
+        if c is not None:  # bools and numpy ints index lists, as in torch
             try:
                 return operator.index(c)
             except TypeError:
