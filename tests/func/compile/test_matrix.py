@@ -21,6 +21,9 @@ from .._checks import assert_trees_close
 from ..test_autodiff import COMPOSITIONS
 from ._graph_checks import assert_flat_aten_graph
 
+# torch.func (the oracle) loads its forward-AD decompositions with torch.jit.script on first use.
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+
 
 @pytest.fixture(autouse=True)
 def _float64() -> Iterator[None]:

@@ -69,7 +69,7 @@ class CudaGraphRunner:
             torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=t.device) for t in inputs
         ]
         _copy(self.static_inputs, inputs)
-        side = torch.cuda.Stream()
+        side = torch.cuda.Stream()  # type: ignore[no-untyped-call]
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             for _ in range(2):  # warm-up: lazy init, cuBLAS handles, allocator pools

@@ -144,12 +144,12 @@ def _symbolic_batch_sizes() -> Iterator[None]:
     modules = [sys.modules[name] for name in _INT_READERS if name in sys.modules]
     patched = [m for m in modules if "int" not in vars(m)]
     for module in patched:
-        module.int = _KeepSymInt  # type: ignore[attr-defined]
+        setattr(module, "int", _KeepSymInt)  # noqa: B010 (a module global named like a builtin)
     try:
         yield
     finally:
         for module in patched:
-            del module.int  # type: ignore[attr-defined]
+            delattr(module, "int")
 
 
 def _first_line(exc: BaseException) -> str:
