@@ -39,6 +39,10 @@
 # State lives on the side object, never in generator locals: a generator updates it *before* each
 # ``yield``, so when the user calls ``state_dict()`` (always between two ``next`` calls, with every
 # generator of the chain suspended) the side objects describe exactly what has not been produced yet.
+# In particular an element taken from a source must be in the side object before the next ``yield``
+# (hold it in a local across a yield and a snapshot there loses it; the resume check catches this).
+# Saved buffers hold user elements as they are: plain data stays plain (DataChunks are tagged and
+# restored); ``_data_attrs`` names attributes holding user data that the graph walk must not scan.
 # Restoring rebuilds the chain from loaded side objects; nothing is replayed. Stateless stages (map,
 # filter) need no side object and run as builtins, so a chain costs close to bare generators.
 # See NOTE [iterator state format] in _iterator.py for the nesting of state dicts.
