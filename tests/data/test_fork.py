@@ -6,7 +6,7 @@ import random
 import pytest
 import torch
 
-from loom.data import set_graph_random_seed
+from loom.data import DataLoader2, MultiProcessingReadingService, set_graph_random_seed
 from loom.data.iter import Concater, Forker, IterableWrapper, Zipper
 
 from ._checks import assert_resumes_identically
@@ -181,6 +181,38 @@ def test_restore_each_child_right_after_creating_its_iterator() -> None:
     ja.load_state_dict(s0)
     assert list(zip(ja, jb)) == rest
     assert list(zip(a3, b3)) == next_epoch
+
+
+def _times10(x: int) -> int:
+    return 10 * x
+
+
+def _loader_pipe():  # type: ignore[no-untyped-def]
+    a, b = IterableWrapper(range(30)).shuffle().sharding_filter().fork(2)
+    return Zipper(a, b.map(_times10))
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("workers", [0, 2])
+def test_dataloader2_resumes_mid_epoch(workers) -> None:
+    def loader():  # type: ignore[no-untyped-def]
+        rs = MultiProcessingReadingService(num_workers=workers) if workers else None
+        dl = DataLoader2(_loader_pipe(), reading_service=rs)
+        dl.seed(1)
+        return dl
+
+    dl = loader()
+    it = iter(dl)
+    head = [next(it) for _ in range(7)]
+    state = dl.state_dict()
+    rest, next_epoch = list(it), list(dl)
+    dl.shutdown()
+    assert sorted(head + rest) == [(i, 10 * i) for i in range(30)]
+    again = loader()
+    again.load_state_dict(state)
+    assert list(again) == rest
+    assert list(again) == next_epoch
+    again.shutdown()
 
 
 def test_resumes_in_one_iterator() -> None:
