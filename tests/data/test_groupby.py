@@ -3,6 +3,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from loom.data import set_graph_random_seed
 from loom.data.iter import Grouper, IterableWrapper
@@ -44,6 +46,37 @@ def test_matches_torch(kwargs) -> None:
     assert sorted(x for g in ours for x in (g[1] if kwargs.get("keep_key") else g)) == sorted(
         x for g in theirs for x in (g[1] if kwargs.get("keep_key") else g)
     )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    data=st.lists(st.integers(0, 30), max_size=40),
+    buffer_size=st.integers(1, 12),
+    group_size=st.one_of(st.none(), st.integers(1, 12)),
+    guaranteed=st.one_of(st.none(), st.integers(1, 12)),
+    drop_remaining=st.booleans(),
+)
+def test_matches_torch_property(data, buffer_size, group_size, guaranteed, drop_remaining) -> None:
+    if group_size is not None and group_size > buffer_size:
+        group_size = buffer_size
+    if guaranteed is not None and (group_size is None or guaranteed > group_size):
+        guaranteed = None
+    kwargs = {
+        "buffer_size": buffer_size,
+        "group_size": group_size,
+        "guaranteed_group_size": guaranteed,
+        "drop_remaining": drop_remaining,
+    }
+
+    def run(pipe):  # type: ignore[no-untyped-def]
+        try:
+            return list(pipe), None
+        except RuntimeError:
+            return None, RuntimeError
+
+    ours = run(IterableWrapper(data).groupby(mod5, **kwargs))
+    theirs = run(_torch(data, **kwargs))
+    assert ours == theirs
 
 
 def test_full_buffer_with_too_small_groups() -> None:
