@@ -167,6 +167,28 @@ def test_custom_autograd_function_under_vmap_and_grad() -> None:
     assert_trees_close(
         lf.vmap(lf.grad(lambda x: Cube.apply(x).sum()))(x), tf.vmap(tf.grad(lambda x: Cube.apply(x).sum()))(x)
     )
+    assert_trees_close(
+        lf.grad(lambda x: lf.vmap(Cube.apply)(x).sum())(x), tf.grad(lambda x: tf.vmap(Cube.apply)(x).sum())(x)
+    )
+
+
+class CubeWithoutVmap(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        return x**3
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        return 3 * x**2 * g
+
+
+def test_custom_function_without_vmap_rule_under_grad_of_vmap_is_an_error() -> None:
+    x = torch.randn(4, 3)
+    assert_trees_close(lf.vmap(CubeWithoutVmap.apply)(x), x**3)
+    with pytest.raises(NotImplementedError, match=r"CubeWithoutVmap .* give it a vmap staticmethod"):
+        lf.grad(lambda x: lf.vmap(CubeWithoutVmap.apply)(x).sum())(x)
 
 
 def test_errors_repeat_the_call() -> None:

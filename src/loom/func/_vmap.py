@@ -8,10 +8,13 @@ from typing import Any
 import torch
 from torch.utils import _pytree as pytree
 
+from . import _custom_function
 from ._batched import BatchedTensor
 from ._calls import describe_call, fn_name
 from ._levels import VmapLevel, push_level
 from ._random import random_mode
+
+_custom_function.install()
 
 
 def _call_formatter(func: Any, in_dims: Any, out_dims: Any, randomness: str, args: tuple[Any, ...]) -> Any:
