@@ -4,6 +4,8 @@ import random
 import warnings
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from loom.data.iter import IterableWrapper, IterKeyZipper
 
@@ -83,6 +85,24 @@ def test_small_buffer_drops_oldest_with_a_warning() -> None:
         pytest.raises(BufferError, match=r"ended without an element of key 3 .*raise buffer_size"),
     ):
         list(IterableWrapper(src).zip_with_iter(IterableWrapper(ref), first, buffer_size=2))
+
+
+@settings(max_examples=50, deadline=None)
+@given(n=st.integers(0, 15), buffer_size=st.one_of(st.none(), st.integers(1, 8)), seed=st.integers(0, 1000))
+def test_matches_torchdata_property(n, buffer_size, seed) -> None:
+    td = torchdata_iter()
+    src, ref = _data(n, seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = _until_error(
+            iter(IterableWrapper(src).zip_with_iter(IterableWrapper(ref), first, buffer_size=buffer_size))
+        )
+        theirs = _until_error(
+            iter(
+                td.IterableWrapper(src).zip_with_iter(td.IterableWrapper(ref), first, buffer_size=buffer_size)
+            )
+        )
+    assert ours == theirs
 
 
 def test_errors_while_iterating() -> None:
