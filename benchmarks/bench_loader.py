@@ -1,0 +1,151 @@
+"""loom.data loader throughput: DataLoader2 with 0, 1 and 2 workers vs torch DataLoader and torchdata 0.9.
+
+Two pipelines, built the same way for every contender (each with its own pipe classes):
+1,000,000 ints through ``.sharding_filter().map x3 .filter .batch(64)``, and the lines of a
+1,000,000-line text file through ``FileOpener .readlines .sharding_filter .map .batch(64)``.
+Items/s counts ints or lines. Loaders are built once and timed per epoch, so worker start-up is
+not timed (Loom's workers are persistent; torch's DataLoader gets ``persistent_workers=True``;
+torchdata's DataLoader2 keeps its workers too). Each epoch is checked to deliver every item.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+from harness import Suite, cli_args
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import torch
+
+from loom.data import DataLoader2, MultiProcessingReadingService
+from loom.data.iter import FileOpener, IterableWrapper
+
+
+def f1(x: int) -> int:
+    return x + 1
+
+
+def f2(x: int) -> int:
+    return x * 2
+
+
+def f3(x: int) -> int:
+    return x - 1
+
+
+def keep(x: int) -> bool:
+    return x % 3 != 0
+
+
+def second(pair: Any) -> Any:
+    return pair[1]
+
+
+def int_pipe(ns: Any, data: list[int]) -> Any:
+    return (
+        ns.IterableWrapper(data, deepcopy=False)
+        .sharding_filter()
+        .map(f1)
+        .map(f2)
+        .map(f3)
+        .filter(keep)
+        .batch(64)
+    )
+
+
+def line_pipe(ns: Any, path: str) -> Any:
+    return ns.FileOpener([path], mode="rt").readlines().sharding_filter().map(second).batch(64)
+
+
+class _LoomNS:
+    IterableWrapper = IterableWrapper
+    FileOpener = FileOpener
+
+
+def _torch_ns() -> Any:
+    import torch.utils.data.datapipes.iter as ns
+
+    return ns
+
+
+def count(batches: Any) -> int:
+    return sum(len(b) for b in batches)
+
+
+def _have_torchdata() -> bool:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import torchdata.dataloader2  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _torchdata_loader(pipe: Any, workers: int) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from torchdata.dataloader2 import DataLoader2 as TDLoader
+        from torchdata.dataloader2 import MultiProcessingReadingService as TDMP
+    return TDLoader(pipe, reading_service=TDMP(num_workers=workers) if workers else None)
+
+
+def _torch_loader(pipe: Any, workers: int) -> Any:
+    return torch.utils.data.DataLoader(
+        pipe,
+        batch_size=None,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        prefetch_factor=None if workers == 0 else 8,
+    )
+
+
+def _checked(loader: Any, expected: int) -> Any:
+    def run() -> None:
+        got = count(loader)
+        if got != expected:
+            raise AssertionError(f"an epoch delivered {got} items, expected {expected}")
+
+    return run
+
+
+def main() -> None:
+    args = cli_args(__doc__)
+    n = 50_000 if args.quick else 1_000_000
+    data = list(range(n))
+    expected_ints = sum(1 for x in data if keep(f3(f2(f1(x)))))
+    tmp = tempfile.mkdtemp()
+    path = os.path.join(tmp, "lines.txt")
+    with open(path, "w") as f:
+        f.writelines(f"line {i}\n" for i in range(n))
+    suite = Suite("loader", warmup=1, repeats=2 if args.quick else 5)
+    loaders: list[Any] = []
+    for name, build, source, expected in (
+        ("1M ints: map x3, filter, batch(64)", int_pipe, data, expected_ints),
+        ("1M lines: readlines, map, batch(64)", line_pipe, path, n),
+    ):
+        for workers in (0, 1, 2):
+            loom = DataLoader2(build(_LoomNS, source), reading_service=MultiProcessingReadingService(workers))
+            torch_dl = _torch_loader(build(_LoomNS, source), workers)
+            loaders += [loom]
+            baselines: dict[str, Any] = {"torch_DataLoader": _checked(torch_dl, expected)}
+            if _have_torchdata():
+                td = _torchdata_loader(build(_torch_ns(), source), workers)
+                loaders.append(td)
+                baselines["torchdata_DataLoader2"] = _checked(td, expected)
+            suite.compare(
+                f"{name}, {workers} workers", loom=_checked(loom, expected), items_per_call=n, **baselines
+            )
+    for loader in loaders:
+        loader.shutdown()
+    suite.finish(args.json)
+
+
+if __name__ == "__main__":
+    main()
