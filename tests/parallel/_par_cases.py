@@ -10,6 +10,7 @@ import torch.distributed as dist
 from _par_models import (
     MLP,
     Case,
+    ChannelsLastConv,
     CheckpointTwice,
     TwoHeads,
     Unused,
@@ -20,6 +21,7 @@ from _par_models import (
     train_ddp,
     train_reference,
     two_forwards_loss,
+    two_forwards_unused_loss,
     unused_loss,
 )
 from torch.distributed.algorithms.ddp_comm_hooks import default_hooks as torch_default_hooks
@@ -56,6 +58,21 @@ CASES: dict[str, Case] = {
         kwargs={"static_graph": True, "gradient_as_bucket_view": True, "bucket_cap_mb": 0.001},
     ),
     "two_forwards_static": Case(MLP, two_forwards_loss, {"static_graph": True}, torch_ok=False),
+    "two_forwards_default": Case(MLP, two_forwards_loss),
+    "two_forwards_find_unused": Case(Unused, two_forwards_unused_loss, {"find_unused_parameters": True}),
+    "conv_channels_last": Case(ChannelsLastConv),
+    "conv_channels_last_grad_view_static": Case(
+        ChannelsLastConv, kwargs={"gradient_as_bucket_view": True, "static_graph": True}
+    ),
+    "conv_channels_last_powersgd": Case(
+        ChannelsLastConv, kwargs={"gradient_as_bucket_view": True}, hook=_powersgd(0), torch_ok=False
+    ),
+    "checkpoint_twice_static_powersgd": Case(
+        CheckpointTwice,
+        kwargs={"static_graph": True, "gradient_as_bucket_view": True},
+        hook=_powersgd(0),
+        torch_ok=False,
+    ),
     "ignored_output_static": Case(TwoHeads, main_head_loss, {"static_graph": True}, torch_ok=False),
     "ignored_output_find_unused": Case(TwoHeads, main_head_loss, {"find_unused_parameters": True}),
     "no_sync": Case(MLP, micro=3),

@@ -331,6 +331,11 @@ class Reducer:
             elif g is views[k]:
                 in_place.append(g)
             else:
+                if g is not None and g.layout != torch.strided:
+                    raise NotImplementedError(
+                        f"DistributedDataParallel: parameter {self.names[bucket.indices[k]]!r} has a "
+                        f"{g.layout} gradient; only dense gradients are supported (use sparse=False)"
+                    )
                 dst.append(views[k])
                 src.append(g.detach() if g is not None and g.requires_grad else g)  # type: ignore[arg-type]
         if scale is None:

@@ -139,6 +139,8 @@ def powerSGD_hook(state: PowerSGDState, bucket: GradBucket) -> torch.futures.Fut
         torch._foreach_copy_(
             plain, [c.view_as(g) for c, g in zip(torch.split(flat, [g.numel() for g in plain]), plain)]
         )
+    targets = [g for g, c in zip(grads, compress) if c]
+    # reshape copies non-contiguous views (channels_last weights): results are written back through targets
     matrices = [g.reshape(n, m) for g, (n, m), c in zip(grads, shapes, compress) if c]
     if matrices:
         ranks = [min(mat.shape[0], mat.shape[1], r0) for mat in matrices]
@@ -156,8 +158,8 @@ def powerSGD_hook(state: PowerSGDState, bucket: GradBucket) -> torch.futures.Fut
         q_flat = torch.cat([q.reshape(-1) for q in qs]).div_(world)
         _comm.all_reduce_sum(q_flat, group, f"powerSGD_hook (Q) on bucket {index}")
         qs = [c.view_as(q) for c, q in zip(torch.split(q_flat, [q.numel() for q in qs]), qs)]
-        for mat, p, q in zip(matrices, ps, qs):
-            mat.copy_(p @ q.T)
+        for target, p, q in zip(targets, ps, qs):
+            target.copy_((p @ q.T).reshape(target.shape))
         if state.warm_start:
             state.q_memory_dict[index] = [q.clone() for q in qs]
     if state.use_error_feedback:
