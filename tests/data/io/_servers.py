@@ -44,14 +44,24 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(b"x" * 5000)
             self.close_connection = True
+        elif path == "/uc":  # a Google Drive look-alike: a warning page first, the file once confirmed
+            query = self.path.split("?", 1)[1] if "?" in self.path else ""
+            if "confirm=" in query:
+                self._reply(200, b"drive file body")
+            elif "id=quota" in query:
+                self._reply(200, b"<html>quota exceeded</html>", "text/html")
+            else:
+                page = b'<html><form><input type="hidden" name="confirm" value="t0k3n"></form></html>'
+                self._reply(200, page, "text/html; charset=utf-8")
         elif path == "/error":
             self._reply(500, b"boom")
         else:
             self._reply(404, b"missing")
 
-    def _reply(self, code: int, body: bytes) -> None:
+    def _reply(self, code: int, body: bytes, content_type: str = "application/octet-stream") -> None:
         try:
             self.send_response(code)
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)

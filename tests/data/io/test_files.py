@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import os
+import pickle
 import resource
 
 import pytest
+import torch
 
 from loom.data.iter import FileLister, FileOpener, IterableWrapper, Saver, ShardExpander, StreamReader
 
@@ -95,9 +97,18 @@ def test_streams_close_on_consumption_and_collection(tree) -> None:
     assert stream.closed
 
 
+def _write(path: str, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.slow
 def test_ten_thousand_small_files_with_few_descriptors(tmp_path) -> None:
     for i in range(10_000):
-        (tmp_path / f"{i:05d}.txt").write_text(f"{i}\n")
+        _write(os.path.join(tmp_path, f"{i:05d}.txt"), f"{i}\n".encode())
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))
     try:
@@ -168,3 +179,12 @@ def test_shard_expander_bad_patterns() -> None:
         list(IterableWrapper(["a{05..100}"]).shard_expand())
     with pytest.raises(ValueError, match="malformed brace range"):
         list(IterableWrapper(["a{1..}"]).shard_expand())
+
+
+def test_pipelines_pickle_and_run_in_dataloader_workers(tree) -> None:
+    root, _ = tree
+    pipe = FileLister(root, recursive=True).sharding_filter().open_files().readlines()
+    expected = list(pipe)
+    assert list(pickle.loads(pickle.dumps(pipe))) == expected
+    loader = torch.utils.data.DataLoader(pipe, batch_size=None, num_workers=2, multiprocessing_context="fork")
+    assert sorted(tuple(x) for x in loader) == sorted(expected)  # default_convert makes lists

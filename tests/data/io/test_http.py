@@ -125,3 +125,16 @@ def test_gdrive_links_are_recognized() -> None:
     assert _gdrive_id("https://drive.google.com/file/d/abc_123/view?usp=sharing") == "abc_123"
     assert _gdrive_id("https://drive.google.com/uc?export=download&id=XYZ") == "XYZ"
     assert _gdrive_id("https://example.com/file/d/abc") is None
+
+
+def test_online_reader_follows_the_drive_confirmation_page(server, monkeypatch) -> None:
+    monkeypatch.setattr(OnlineReader, "_gdrive_download", server + "/uc?export=download&id={id}")
+    url = "https://drive.google.com/file/d/FILEID/view"
+    assert _read(IterableWrapper([url]).read_from_remote()) == [(url, b"drive file body")]
+    quota = "https://drive.google.com/open?id=quota"
+    with pytest.raises(
+        OSError, match=r"read_from_remote: Google Drive did not serve a file for '.*id=quota'"
+    ):
+        list(IterableWrapper([quota]).read_from_remote())
+    plain = f"{server}/files/text.txt"
+    assert _read(IterableWrapper([plain]).read_from_remote()) == [(plain, TEXT)]

@@ -205,12 +205,13 @@ class OnlineReader(HttpReader):
     """
 
     _call = "read_from_remote"
+    _gdrive_download = "https://drive.google.com/uc?export=download&id={id}"  # tests point it at loopback
 
     def _get(self, url: str) -> tuple[str, StreamWrapper]:
         file_id = _gdrive_id(url)
         if file_id is None:
             return super()._get(url)
-        download = f"https://drive.google.com/uc?export=download&id={file_id}"
+        download = self._gdrive_download.format(id=file_id)
         response = http_get(self._call, download, self.timeout, self.max_bytes, self.kwargs)
         if "text/html" in response.headers.get("Content-Type", ""):
             page = response.text
