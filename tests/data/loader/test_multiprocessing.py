@@ -123,3 +123,28 @@ def test_bad_arguments() -> None:
 def test_zero_workers_runs_in_process() -> None:
     with _loader(shuffled(), 0, seed=2) as loader:
         assert list(loader) == shard_run(shuffled(), 1, 0, epoch_seed(2, 0))
+
+
+def test_stats_with_workers_count_stages_per_worker() -> None:
+    pipe = IterableWrapper(range(10)).sharding_filter().filter(lambda x: x % 3 != 0)
+    with _loader(pipe, 2) as loader:
+        loader.enable_stats()
+        try:
+            it = iter(loader)
+            out = [next(it), next(it)]
+            middle = loader.stats()  # asks the live workers
+            out += list(it)
+            stats = loader.stats()
+        finally:
+            loader.enable_stats(False)
+    assert {r["worker"] for r in middle["stages"]} == {0, 1}
+    assert all(isinstance(r["produced"], int) for r in middle["stages"])
+    assert stats["elements"] == len(out) == 6
+    assert stats["workers"] == 2
+    rows = {(r["worker"], r["pipe"]): r["produced"] for r in stats["stages"]}
+    # The oracle: the same pipeline run per shard in process.
+    for w in range(2):
+        shard = [x for x in range(w, 10, 2)]
+        assert rows[(w, "IterableWrapper")] == 10
+        assert rows[(w, "ShardingFilter")] == len(shard)
+        assert rows[(w, "Filter")] == len([x for x in shard if x % 3 != 0])

@@ -16,10 +16,26 @@
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
 __all__ = ["InProcessReadingService", "ReadingServiceInterface", "SequentialReadingService"]
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Start iterations with the loader's epoch seed as base seed (see NOTE [seeds] in _random.py).
+
+    The seed is shared by every worker and rank (DistributedReadingService broadcasts rank 0's), so
+    the warning about unseeded random pipes before a cross-rank sharding point does not apply.
+    """
+    from loom.data._random import loader_seed
+
+    with loader_seed(seed), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*comes before a sharding_filter sharded across ranks")
+        yield
 
 
 class ReadingServiceInterface:
@@ -50,9 +66,8 @@ class ReadingServiceInterface:
     def initialize_iteration(self, seed: int, state: dict[str, Any] | None = None) -> Iterator[Any]:
         """An iterator over one epoch, seeded with ``seed``, resumed from ``state`` if given."""
         from loom.data._iterator import PipeIterator
-        from loom.data._random import loader_seed
 
-        with loader_seed(seed):
+        with seeded(seed):
             it = PipeIterator(self._datapipe)
         if state is not None:
             it.load_state_dict(state)

@@ -34,7 +34,7 @@ MP_STATE_VERSION = "loom.multiprocessing/1"
 class _Slot:
     """Main's view of one worker: its process, pipe, buffered elements, and whether it ended."""
 
-    __slots__ = ("buf", "conn", "done", "error", "index", "last", "proc")
+    __slots__ = ("buf", "conn", "done", "error", "index", "last", "proc", "profile")
 
     def __init__(self, index: int, proc: Any, conn: Any) -> None:
         self.index = index
@@ -44,6 +44,7 @@ class _Slot:
         self.done = False
         self.error: BaseException | None = None
         self.last = 1  # size of the last chunk received
+        self.profile: list[dict[str, Any]] = []  # per-stage counts, as of the last report
 
 
 def died(slot: _Slot) -> RuntimeError:
@@ -65,8 +66,8 @@ class _MPStream(Iterator[Any]):
     """One epoch read from the workers; see NOTE [multiprocessing order and state]."""
 
     def __init__(self, service: Any, epoch: int, seed: int, state: Any) -> None:
-        from loom.data._iterator import PipeIterator, _decode
-        from loom.data._random import loader_seed
+        from loom.data._iterator import PipeIterator, _decode, profiling
+        from loom.data._reading._base import seeded
 
         self.service = service
         self.slots = service._slots
@@ -91,7 +92,7 @@ class _MPStream(Iterator[Any]):
         self.dealt_count = 0
         self.prefix_done = False
         if service._prefix is not None:
-            with loader_seed(seed):
+            with seeded(seed):
                 self.prefix = PipeIterator(service._prefix)
             if state is not None:
                 d = state["dispatch"]
@@ -103,6 +104,7 @@ class _MPStream(Iterator[Any]):
             slot.buf = deque()
             slot.done = False
             slot.error = None
+            slot.profile = []
             worker_state = None
             if state is not None:
                 w = state["workers"][i]
@@ -110,10 +112,12 @@ class _MPStream(Iterator[Any]):
                 slot.done = bool(w["done"])
                 worker_state = w["state"]
             if not slot.done:
-                self._send(slot, (START, epoch, seed, worker_state, service.worker_prefetch_cnt))
+                start = (START, epoch, seed, worker_state, service.worker_prefetch_cnt, profiling())
+                self._send(slot, start)
         # A trailing FullSync runs here, over the workers' stream.
         self.tail_state: Any = None
         self.out: Iterator[Any] = self
+        self.fast_next: Any = self.body_next
         tail = service._tail
         if tail is not None:
             if state is not None and state.get("tail") is not None:
@@ -121,6 +125,7 @@ class _MPStream(Iterator[Any]):
             else:
                 self.tail_state = tail._init_state(None)
             self.out = tail._iterate([_BodyIterator(self)], self.tail_state)
+            self.fast_next = self.out.__next__
 
     def _send(self, slot: _Slot, msg: tuple[Any, ...]) -> None:
         try:
@@ -191,6 +196,7 @@ class _MPStream(Iterator[Any]):
         elif kind == END:
             slot.buf.extend(msg[2])
             slot.done = True
+            slot.profile = msg[3]
         elif kind == ERROR:
             slot.buf.extend(msg[2])
             slot.done = True
@@ -200,6 +206,8 @@ class _MPStream(Iterator[Any]):
                 raise RuntimeError(
                     f"DataLoader2.state_dict: worker {slot.index} could not save its state: {msg[3]}"
                 )
+            if msg[4] is not None:
+                slot.profile = msg[4]
             return (msg[2],)
         return None
 
@@ -253,7 +261,7 @@ class _MPStream(Iterator[Any]):
 
         live = [s for s in self.slots if not s.done]
         for slot in live:
-            self._send(slot, (STATE,))
+            self._send(slot, (STATE, True))
         states: dict[int, Any] = {}
         for slot in live:
             states[slot.index] = self._pump(slot, want_state=True)
@@ -283,6 +291,15 @@ class _MPStream(Iterator[Any]):
         if self.tail_state is not None:
             out["tail"] = _encode(self.service._tail._save_state(self.tail_state))
         return out
+
+    def profile(self) -> list[dict[str, Any]]:
+        """Per worker and stage, elements produced so far (counted when loom.data.profiling is on)."""
+        live = [s for s in self.slots if not s.done and not self.finished]
+        for slot in live:
+            self._send(slot, (STATE, False))
+        for slot in live:
+            self._pump(slot, want_state=True)
+        return [{"worker": slot.index, **row} for slot in self.slots for row in slot.profile]
 
     def close(self) -> None:
         for slot in self.slots:

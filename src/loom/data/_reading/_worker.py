@@ -5,13 +5,15 @@
 # worker sends results; every message is a tuple whose first item is its kind, and every result
 # carries the epoch id of the iteration it belongs to, so results of an abandoned epoch are dropped.
 #
-#   main -> worker: (START, epoch, seed, state, credits)   start (or resume) an iteration
+#   main -> worker: (START, epoch, seed, state, credits, profiling)   start (or resume) an iteration
 #                   (CREDIT, n)       n more result messages may be sent
-#                   (STATE,)          reply with the iterator state, after every result already sent
+#                   (STATE, full)     reply with the iterator state (if ``full``) and the per-stage
+#                                     counts, after every result already sent
 #                   (STOP,)           drop the iteration;  (EXIT,) leave the loop
 #                   (FEED, items, ended)   input for the receiver after a round-robin dispatcher
 #   worker -> main: (DATA, epoch, items) | (END, epoch, items) | (ERROR, epoch, items, type, text)
-#                   (STATED, epoch, state or None, error text or None) | (NEED, epoch)
+#                   (STATED, epoch, state or None, error text or None, stage rows) | (NEED, epoch)
+#                   END also carries the stage rows of the finished iteration.
 #
 # Results are chunks: a list of consecutive elements (a whole batch is one element), so the cost of
 # crossing the process boundary is paid per chunk. Chunks grow while producing one takes under
@@ -135,7 +137,7 @@ class _Worker:
         elif kind == START:
             self.start(*msg[1:])
         elif kind == STATE:
-            self.reply_state()
+            self.reply_state(bool(msg[1]))
         elif kind == STOP:
             self.it = None
         elif kind == FEED:  # input for an abandoned epoch
@@ -144,9 +146,10 @@ class _Worker:
             return False
         return True
 
-    def start(self, epoch: int, seed: int, state: Any, credits: int) -> None:
-        from loom.data._iterator import PipeIterator
-        from loom.data._random import loader_seed, mix
+    def start(self, epoch: int, seed: int, state: Any, credits: int, count_stages: bool) -> None:
+        from loom.data._iterator import PipeIterator, profiling
+        from loom.data._random import mix
+        from loom.data._reading._base import seeded
 
         self.it = None
         self.epoch = epoch
@@ -156,12 +159,13 @@ class _Worker:
         self.feed.buffer.clear()
         self.feed.ended = False
         self.feed.epoch = epoch
+        profiling(count_stages)
         try:
             if self.init_error is not None:
                 raise self.init_error
             if self.reset_fn is not None:
                 self.pipe = self.reset_fn(self.pipe, WorkerInfo(self.num_workers, self.worker_id), seed)
-            with loader_seed(seed):
+            with seeded(seed):
                 it = PipeIterator(self.pipe)
                 if state is not None:
                     it.load_state_dict(state)
@@ -170,16 +174,20 @@ class _Worker:
             return
         self.it = it
 
-    def reply_state(self) -> None:
+    def reply_state(self, full: bool) -> None:
         if self.it is None:
-            self.conn.send((STATED, self.epoch, None, None))
+            self.conn.send((STATED, self.epoch, None, None, None))
+            return
+        rows = self.it.profile()  # type: ignore[attr-defined]
+        if not full:
+            self.conn.send((STATED, self.epoch, None, None, rows))
             return
         try:
             state = self.it.state_dict()  # type: ignore[attr-defined]
         except Exception as err:
-            self.conn.send((STATED, self.epoch, None, f"{type(err).__name__}: {err}"))
+            self.conn.send((STATED, self.epoch, None, f"{type(err).__name__}: {err}", rows))
             return
-        self.conn.send((STATED, self.epoch, state, None))
+        self.conn.send((STATED, self.epoch, state, None, rows))
 
     def produce(self) -> None:
         assert self.it is not None
@@ -192,8 +200,9 @@ class _Worker:
             for _ in range(size):
                 append(nxt())
         except StopIteration:
+            rows = self.it.profile()  # type: ignore[attr-defined]
             self.it = None
-            self.conn.send((END, self.epoch, items))
+            self.conn.send((END, self.epoch, items, rows))
             return
         except Exception as err:
             self.send_error(items, err)
