@@ -96,6 +96,15 @@ class _Handler:
 
 
 _HANDLERS: dict[Any, _Handler] = {}
+# See NOTE [no decomposition for fused attention] in _rules/attention.py.
+_NO_DECOMPOSITION = {
+    "aten::_scaled_dot_product_flash_attention_for_cpu",
+    "aten::_scaled_dot_product_flash_attention",
+    "aten::_scaled_dot_product_efficient_attention",
+    "aten::_scaled_dot_product_cudnn_attention",
+    "aten::_efficient_attention_forward",
+    "aten::_flash_attention_forward",
+}
 # Which path each op took (rule / decomposition / fallback): the OpInfo sweep reports it.
 PATH_USED: dict[Any, str] = {}
 _FALLBACK = {"mode": "warn"}
@@ -149,7 +158,7 @@ def _resolve(func: Any) -> _Handler:
     else:
         from torch._decomp import decomposition_table
 
-        decomposition = decomposition_table.get(func)
+        decomposition = None if func.name() in _NO_DECOMPOSITION else decomposition_table.get(func)
         kind = "decomposition" if decomposition is not None else "fallback"
         handler = _Handler(kind, None, decomposition, mutates)
     _HANDLERS[func] = handler
@@ -164,7 +173,15 @@ def _inplace_view_rule(func: Any) -> Any:
     wrapper with Python dispatch disabled updates exactly that, since these kernels only touch metadata.
     """
     packet = getattr(aten, func._schema.name.split("::")[1].rstrip("_"))
-    outplace = getattr(packet, func._overloadname)
+    names = [a.name for a in func._schema.arguments]
+    outplace = None
+    for overload in packet.overloads():
+        candidate = getattr(packet, overload)
+        if [a.name for a in candidate._schema.arguments] == names:
+            outplace = candidate
+            break
+    if outplace is None:
+        return None
     handler = _HANDLERS.get(outplace) or _resolve(outplace)
     if handler.rule is None:
         return None
@@ -367,6 +384,6 @@ def _stack_results(func: Any, level: VmapLevel, results: list[Any]) -> Any:
         return torch.stack(results)
     if isinstance(first, (tuple, list)):
         return type(first)(_stack_results(func, level, list(rs)) for rs in zip(*results))
-    if first is None:
-        return None
-    raise RuntimeError(f"{level.call}: {func} returns a non-tensor value that can differ per example")
+    if all(r == first for r in results):
+        return first
+    raise RuntimeError(f"{level.call}: {func} returns a non-tensor value that differs between examples")
