@@ -148,3 +148,20 @@ def test_cuda_dynamic_batch_and_per_sample_grads() -> None:
         x, y = torch.randn(n, 5, device="cuda"), torch.randint(2, (n,), device="cuda")
         torch.testing.assert_close(c(params, x, y), build(tf)(params, x, y))  # type: ignore[operator]
     assert c.cache_info().misses == 1
+
+
+@cuda
+def test_cuda_graph_with_dynamic_shapes_captures_per_shape_without_retracing() -> None:
+    c = lf.compile(lf.vmap(lf.grad(lambda v: (v.sin() * v).sum())), dynamic=True, backend="cuda_graph")
+    for n in (4, 9, 4, 9):
+        x = torch.randn(n, 3, device="cuda")
+        torch.testing.assert_close(c(x), tf.vmap(tf.grad(lambda v: (v.sin() * v).sum()))(x))
+    assert c.backend == "cuda_graph" and c.cache_info().misses == 1
+
+
+@cuda
+def test_cuda_graph_refuses_host_reads() -> None:
+    c = lf.compile(lambda x: lf.vmap(torch.sin)(x) * x.max().item(), backend="cuda_graph")
+    x = torch.randn(3, 4, device="cuda")
+    with pytest.warns(UserWarning, match=r"reads tensor values on the host"):
+        torch.testing.assert_close(c(x), x.sin() * x.max().item())

@@ -56,7 +56,6 @@ class CompiledFunction:
         self._keep: list[Any] = []
         self._last: _Entry | None = None
         self._warned = False
-        self._pool: Any = None
         self._hits = self._misses = self._eager_calls = 0
         self._trace_seconds = self._compile_seconds = 0.0
 
@@ -111,9 +110,7 @@ class CompiledFunction:
         self._trace_seconds += time.perf_counter() - start
         inputs = [leaves[i] for i in traced.tensor_positions]
         backend = self._backend or default_backend(traced, inputs)
-        if backend == "cuda_graph" and self._pool is None and torch.cuda.is_available():
-            self._pool = torch.cuda.graph_pool_handle()  # one memory pool for all of this function's graphs
-        run, used, seconds, first = build(backend, traced, inputs, self._dynamic, self._pool, self._call)
+        run, used, seconds, first = build(backend, traced, inputs, self._dynamic, self._call)
         self._compile_seconds += seconds
         entry = _Entry(traced, run, used, traced.tensor_positions)
         self._cache.setdefault(key, []).append(entry)
@@ -140,7 +137,7 @@ class CompiledFunction:
                 f"these: {exc} (data-dependent control flow or .item()/.tolist() cannot be traced; "
                 "pass fullgraph=True to make this an error)",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
         return out
 

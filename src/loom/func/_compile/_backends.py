@@ -30,7 +30,9 @@ Runner = Callable[[list[torch.Tensor]], list[torch.Tensor]]
 
 
 def _devices(traced: Traced, inputs: list[torch.Tensor]) -> set[torch.device]:
-    return {t.device for t in (*inputs, *traced.constants)}
+    # 0-dim CPU constants (a lifted Python scalar) are read as kernel arguments: they do not count.
+    constants = [c for c in traced.constants if c.dim() != 0 or c.device.type != "cpu"]
+    return {t.device for t in (*inputs, *constants)}
 
 
 def _records_autograd(traced: Traced, inputs: list[torch.Tensor]) -> bool:
@@ -48,6 +50,8 @@ def cuda_graph_problem(traced: Traced, inputs: list[torch.Tensor]) -> str | None
         return "it has no tensor inputs"
     if _records_autograd(traced, inputs):
         return "it records autograd (an input or captured tensor requires grad)"
+    if any(n.target is torch.ops.aten._local_scalar_dense.default for n in traced.gm.graph.nodes):
+        return "it reads tensor values on the host (.item()), which a CUDA graph cannot capture"
     if traced.mutates_constants:
         return "it writes into a captured tensor (warm-up runs would repeat the write)"
     return None
@@ -61,13 +65,10 @@ def default_backend(traced: Traced, inputs: list[torch.Tensor]) -> str:
 class CudaGraphRunner:
     """One captured CUDA graph with static input buffers. See the ``torch.cuda.graphs`` recipe."""
 
-    def __init__(
-        self, fn: Callable[..., list[torch.Tensor]], traced: Traced, inputs: list[torch.Tensor], pool: Any
-    ):
+    def __init__(self, fn: Callable[..., list[torch.Tensor]], traced: Traced, inputs: list[torch.Tensor]):
         self.mutated = traced.mutated_inputs
-        self.static_inputs = [
-            torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=t.device) for t in inputs
-        ]
+        # Same strides where the input is dense; contiguous where it is not (an expanded input).
+        self.static_inputs = [torch.empty_like(t, memory_format=torch.preserve_format) for t in inputs]
         _copy(self.static_inputs, inputs)
         side = torch.cuda.Stream()  # type: ignore[no-untyped-call]
         side.wait_stream(torch.cuda.current_stream())
@@ -77,7 +78,7 @@ class CudaGraphRunner:
         torch.cuda.current_stream().wait_stream(side)
         _copy(self.static_inputs, inputs)  # the warm-up may have written into them
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph, pool=pool):
+        with torch.cuda.graph(self.graph):  # a private memory pool per graph: safe in any replay order
             self.static_outputs = list(fn(*self.static_inputs))
 
     def __call__(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -87,6 +88,27 @@ class CudaGraphRunner:
             inputs[i].copy_(self.static_inputs[i])
         # The static outputs are overwritten by the next replay: hand out copies.
         return [out.clone() for out in self.static_outputs]
+
+
+class _PerShape:
+    """CUDA graphs are shape-specific: with ``dynamic=True`` one graph is captured per input shapes."""
+
+    def __init__(self, fn: Callable[..., list[torch.Tensor]], traced: Traced) -> None:
+        self.fn = fn
+        self.traced = traced
+        self.graphs: dict[Any, CudaGraphRunner] = {}
+
+    def __call__(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+        key = tuple((t.shape, t.stride()) for t in inputs)
+        runner = self.graphs.get(key)
+        if runner is None:
+            runner = self.graphs[key] = CudaGraphRunner(self.fn, self.traced, inputs)
+        return runner(inputs)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else ""
 
 
 def _copy(dst: list[torch.Tensor], src: list[torch.Tensor]) -> None:
@@ -124,7 +146,7 @@ def inductor_runner(traced: Traced, dynamic: bool) -> Runner:
 
 
 def build(
-    name: str, traced: Traced, inputs: list[torch.Tensor], dynamic: bool, pool: Any, call: str
+    name: str, traced: Traced, inputs: list[torch.Tensor], dynamic: bool, call: str
 ) -> tuple[Runner, str, float, list[torch.Tensor] | None]:
     """The runner for backend ``name`` (``"replay"`` if it cannot run here, with a warning), the backend
     actually used, the seconds spent compiling, and the outputs of the first run if building ran it."""
@@ -133,8 +155,13 @@ def build(
     if name == "cuda_graph":
         problem = cuda_graph_problem(traced, inputs)
         if problem is None:
-            runner: Runner = CudaGraphRunner(fn, traced, inputs, pool)
-            return runner, name, time.perf_counter() - start, None
+            runner: Runner = _PerShape(fn, traced) if dynamic else CudaGraphRunner(fn, traced, inputs)
+            try:
+                first = runner(inputs)  # captures now, so that a failure can still fall back
+            except Exception as exc:
+                problem = f"capture failed ({type(exc).__name__}: {_first_line(exc)})"
+            else:
+                return runner, name, time.perf_counter() - start, first
         warnings.warn(f"{call}: backend='cuda_graph' cannot be used: {problem}; using 'replay'", stacklevel=4)
     elif name == "inductor":
         problem = inductor_available()
@@ -143,7 +170,7 @@ def build(
             try:
                 first = runner(inputs)
             except Exception as exc:
-                problem = f"torch.compile failed ({type(exc).__name__}: {str(exc).strip().splitlines()[0]})"
+                problem = f"torch.compile failed ({type(exc).__name__}: {_first_line(exc)})"
             else:
                 return runner, name, time.perf_counter() - start, first
         warnings.warn(f"{call}: backend='inductor' cannot be used: {problem}; using 'replay'", stacklevel=4)

@@ -32,6 +32,7 @@ from torch.fx.experimental.proxy_tensor import make_fx
 from torch.utils import _pytree as pytree
 
 from .. import _levels
+from ._passes import simplify
 
 _SIMPLE_OUTPUTS = (bool, int, float, str, type(None), torch.dtype, torch.device)
 
@@ -108,10 +109,13 @@ def trace(func: Callable[..., Any], leaves: list[Any], in_spec: Any, dynamic: bo
         raise UntraceableError(f"{type(exc).__name__}: {_first_line(exc)}") from exc
     finally:
         _restore_stack(depth)
+    constants = [_attr(gm, n.target) for n in gm.graph.nodes if n.op == "get_attr"]
+    constants = [c for c in constants if isinstance(c, torch.Tensor)]
+    records_autograd = torch.is_grad_enabled() and any(t.requires_grad for t in (*inputs, *constants))
+    simplify(gm, records_autograd)
     traced = Traced(gm, positions, result["spec"], result["leaves"], result["positions"], result["single"])
     _find_mutations(traced)
-    traced.constants = [_attr(gm, n.target) for n in gm.graph.nodes if n.op == "get_attr"]
-    traced.constants = [c for c in traced.constants if isinstance(c, torch.Tensor)]
+    traced.constants = constants
     if dynamic:
         traced.guard = _shape_guard(gm)
     return traced
