@@ -143,3 +143,29 @@ def test_dataloader_spawn_pickles_lambdas_with_dill() -> None:
         pipe, batch_size=None, num_workers=2, multiprocessing_context="spawn", timeout=90
     )
     assert sorted(int(x) for x in loader) == [x * 3 for x in range(20)]
+
+
+def test_ranks_and_workers_partition_together(monkeypatch) -> None:
+    import loom.data._random as random_module
+
+    for epoch_seed in (100, 200):  # per-epoch seeds, as a distributed run sets them
+        seen = []
+        for rank in range(2):
+            for worker in range(3):
+
+                class FakeWorker:  # each rank's loader draws its own base seed
+                    id, num_workers, seed = worker, 3, 1000 * rank + worker
+
+                monkeypatch.setattr(random_module, "worker_info", lambda w=FakeWorker: w())
+                pipe = IterableWrapper(range(40)).shuffle().sharding_filter().shuffle(buffer_size=3)
+                apply_sharding(pipe, 2, rank, SHARDING_PRIORITIES.DISTRIBUTED)
+                seen += list(set_graph_random_seed(pipe, epoch_seed))
+        assert sorted(seen) == list(range(40))
+
+
+def test_unseeded_shuffle_before_a_rank_sharding_warns() -> None:
+    pipe = IterableWrapper(range(10)).shuffle().sharding_filter()
+    apply_sharding(pipe, 2, 0, SHARDING_PRIORITIES.DISTRIBUTED)
+    with pytest.warns(RuntimeWarning, match="ranks duplicate and lose elements"):
+        iter(pipe)
+    assert len(list(set_graph_random_seed(pipe, 0))) == 5

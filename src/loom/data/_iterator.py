@@ -69,6 +69,7 @@ class Context:
         self._base_seed: int | None = None
         self._positions: dict[int, int] | None = None
         self._pipes: list[Any] | None = None
+        self._distributed: bool | None = None
         self.random: dict[int, list[int]] = {}  # graph position -> [seed, epoch, starts]
         self.shared: dict[int, Any] = {}  # id(pipe) -> its node, for pipes shared within an iteration
 
@@ -77,6 +78,16 @@ class Context:
         from loom.data._random import seed_for
 
         return seed_for(self, pipe)
+
+    def distributed(self) -> bool:
+        """Whether a sharding filter in this graph shards across ranks (a DISTRIBUTED group)."""
+        if self._distributed is None:
+            self._distributed = any(
+                2 in getattr(p, "groups", {})  # SHARDING_PRIORITIES.DISTRIBUTED
+                for p in self._graph()
+                if getattr(p, "_is_sharding", False)
+            )
+        return self._distributed
 
     def _graph(self) -> list[Any]:
         if self._pipes is None:

@@ -6,7 +6,14 @@
 #   mixed with its epoch, a counter of iterations started since the seed was set: the same seed gives
 #   the same sequence of orders, and each new epoch a new order. Inside a DataLoader worker the
 #   loader's base seed for this epoch is mixed in as well, because each epoch's workers get a fresh
-#   copy of the pipe (whose epoch counter would otherwise start at 0 every time).
+#   copy of the pipe (whose epoch counter would otherwise start at 0 every time), except when the
+#   graph is sharded across ranks (a DISTRIBUTED sharding group): ranks must agree on the order
+#   before the sharding point and their loaders' seeds differ. Then fresh workers repeat an epoch's
+#   order unless the seed changes per epoch (``set_graph_random_seed(pipe, seed + epoch)``, as with
+#   ``DistributedSampler.set_epoch``) or the workers persist.
+# - Without a seed, ranks cannot agree (unless a loader hands them one base seed, ``loader_seed``): a
+#   random pipe before a sharding point sharded across ranks warns (RuntimeWarning) that elements
+#   would be duplicated and lost.
 # - Without a seed, each iteration draws a base seed from torch's default generator (so
 #   ``torch.manual_seed`` reproduces runs) and mixes in the pipe's position in the graph. Inside a
 #   DataLoader worker the base seed is the loader's base seed for this epoch, which all workers share:
@@ -25,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -73,11 +81,22 @@ def seed_for(ctx: Any, pipe: Any) -> int:
     if entry is None:
         explicit = getattr(pipe, "_seed", None)
         if explicit is None:
+            if ctx.shard is None and _LOADER_SEED[0] is None and ctx.distributed():
+                warnings.warn(
+                    f"{type(pipe).__name__} has no seed but comes before a sharding_filter sharded across "
+                    "ranks: each rank draws its own order, so ranks duplicate and lose elements; call "
+                    "loom.data.set_graph_random_seed(pipe, seed) with the same seed on every rank",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
             entry = [ctx.base_seed(), -1, 0]
         else:
             epoch = getattr(pipe, "_epoch", 0)
             pipe._epoch = epoch + 1
-            loader = -1 if ctx.worker is None else int(ctx.worker.seed - ctx.worker.id)
+            # In fresh (non-persistent) DataLoader workers the loader's base seed is what changes from
+            # epoch to epoch; across ranks it differs, so it stays out when sharding spans ranks.
+            use_loader = ctx.worker is not None and not ctx.distributed()
+            loader = int(ctx.worker.seed - ctx.worker.id) if use_loader else -1
             entry = [mix(explicit, epoch, loader), epoch, 0]
         ctx.random[position] = entry
     draw = entry[2]
