@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.loom-setup
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo bench lint clean
+.PHONY: setup test demo bench docs lint clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,10 @@ demo: setup
 
 bench: setup
 	$(VENV)/bin/loom bench
+
+# The documentation site (MkDocs + mkdocstrings) into site/; --strict fails on any warning.
+docs: setup
+	$(PY) -m mkdocs build --strict
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks
