@@ -139,3 +139,20 @@ def test_shutdown_and_garbage_collection_leave_no_processes() -> None:
     pids = abandoned()
     gc.collect()
     assert all(_gone(p) for p in pids)
+
+
+def _big(x: int) -> bytes:
+    return bytes(200_000)
+
+
+def test_shutdown_is_prompt_with_large_chunks_in_flight() -> None:
+    # Workers blocked sending chunks far larger than the pipe buffer still exit at once.
+    loader = _loader(IterableWrapper(range(1000)).sharding_filter().map(_big), 2)
+    it = iter(loader)
+    next(it)
+    time.sleep(0.3)  # let the workers fill their pipes
+    pids = loader.reading_service.worker_pids
+    began = time.monotonic()
+    loader.shutdown()
+    assert time.monotonic() - began < 3
+    assert all(_gone(p) for p in pids)

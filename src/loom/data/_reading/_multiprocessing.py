@@ -31,9 +31,12 @@ __all__ = ["MultiProcessingReadingService"]
 
 
 def _shutdown(slots: list[_Slot]) -> None:
+    # EXIT reaches an idle worker; closing our end right away breaks the pipe under a worker blocked
+    # sending a large chunk, so no worker waits for the join timeout.
     for slot in slots:
         with contextlib.suppress(OSError, ValueError):
             slot.conn.send((EXIT,))
+        slot.conn.close()
     deadline = time.monotonic() + 5.0
     for slot in slots:
         slot.proc.join(max(0.0, deadline - time.monotonic()))
@@ -43,7 +46,6 @@ def _shutdown(slots: list[_Slot]) -> None:
         if slot.proc.is_alive():
             slot.proc.kill()
             slot.proc.join(1.0)
-        slot.conn.close()
     slots.clear()
 
 
@@ -164,6 +166,9 @@ class MultiProcessingReadingService(ReadingServiceInterface):
 
     def _spawn(self, ctx: Any, i: int) -> _Slot:
         parent, child = ctx.Pipe(duplex=True)
+        # A forked worker inherits main's ends of its own and earlier workers' pipes; it closes them,
+        # so that main going away (or closing a pipe) is seen as a broken pipe at once.
+        inherited = [parent, *(s.conn for s in self._slots)] if ctx.get_start_method() == "fork" else []
         proc = ctx.Process(
             target=worker_main,
             args=(
@@ -174,6 +179,7 @@ class MultiProcessingReadingService(ReadingServiceInterface):
                 self._rank,
                 self.worker_init_fn,
                 self.worker_reset_fn,
+                inherited,
             ),
             daemon=True,
             name=f"loom-data-worker-{i}",

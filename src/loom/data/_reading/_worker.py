@@ -261,9 +261,13 @@ def worker_main(
     rank: int,
     worker_init_fn: Any,
     worker_reset_fn: Any,
+    inherited: list[Any],
 ) -> None:
     """Entry point of one worker process: shard the pipe, then serve commands until EXIT."""
     import torch
+
+    for other in inherited:
+        other.close()
 
     torch.set_num_threads(1)
     try:
