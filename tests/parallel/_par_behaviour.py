@@ -144,6 +144,36 @@ def join_uneven_find_unused_grad_view(rank: int, world: int) -> dict[str, Any]:
     return _join_compare(rank, world, {"find_unused_parameters": True, "gradient_as_bucket_view": True})
 
 
+def join_uneven_static(rank: int, world: int) -> dict[str, Any]:
+    return _join_compare(rank, world, {"static_graph": True})
+
+
+def join_static_rank_without_inputs(rank: int, world: int) -> dict[str, Any]:
+    """Rank 0 has no batch at all: it must shadow the others' static-graph record too."""
+    base = fresh(Case(MLP))
+    model = LoomDDP(clone(base), static_graph=True)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with model.join():
+        for step in range(0 if rank == 0 else 3):
+            x, y = batches(step, 0, world)
+            opt.zero_grad()
+            mse(model(x[rank * B : (rank + 1) * B]), y[rank * B : (rank + 1) * B]).backward()
+            opt.step()
+    # reference: only rank 1's loss, halved (divided by the initial world size)
+    ref = clone(base)
+    ref_opt = torch.optim.SGD(ref.parameters(), lr=0.1)
+    for step in range(3):
+        x, y = batches(step, 0, world)
+        ref_opt.zero_grad()
+        (mse(ref(x[B : 2 * B]), y[B : 2 * B]) / world).backward()
+        ref_opt.step()
+    return {
+        "vs_reference": max(
+            (p - q).abs().max().item() for p, q in zip(model.module.parameters(), ref.parameters())
+        )
+    }
+
+
 def join_throw(rank: int, world: int) -> dict[str, Any]:
     base = fresh(Case(MLP))
     return {
@@ -228,6 +258,8 @@ CASES = [
     join_uneven,
     join_uneven_not_initial_world,
     join_uneven_find_unused_grad_view,
+    join_uneven_static,
+    join_static_rank_without_inputs,
     join_throw,
     create_graph_synced,
     create_graph_values_only,

@@ -51,12 +51,23 @@ def test_argument_errors(results: dict[str, list[Any]]) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["join_uneven", "join_uneven_not_initial_world", "join_uneven_find_unused_grad_view"]
+    "name",
+    [
+        "join_uneven",
+        "join_uneven_not_initial_world",
+        "join_uneven_find_unused_grad_view",
+        "join_uneven_static",
+    ],
 )
 def test_join_matches_torch(results: dict[str, list[Any]], name: str) -> None:
     for r in results[name]:
         assert r["vs_torch"] <= 1e-6, f"differs from torch DDP's join by {r['vs_torch']}"
         assert r["moved"] > 1e-3  # training happened
+
+
+def test_join_rank_without_inputs_under_static_graph(results: dict[str, list[Any]]) -> None:
+    for r in results["join_static_rank_without_inputs"]:
+        assert r["vs_reference"] <= 1e-6, f"differs from the reference by {r['vs_reference']}"
 
 
 def test_join_throw_on_early_termination(results: dict[str, list[Any]]) -> None:

@@ -508,9 +508,11 @@ class Reducer:
 
     def shadow_backward(self) -> None:
         """On a rank that has joined: match the others' bucket all-reduces with zeros."""
+        self._drain()
+        recording = self.static is not None and self.static.recording
         for bucket in self.buckets:
             self._start_collective(bucket, torch.zeros_like(bucket.buffer))
-        if self.find_unused:
+        if self.find_unused or recording:
             zeros = torch.zeros(len(self.params), device=self.buckets[0].buffer.device)
             self._used_map_work = _comm.all_reduce_async(
                 zeros, self.group, False, "all-reduce of the used map"
@@ -526,6 +528,11 @@ class Reducer:
         if self._used_map_work is not None:
             _comm.wait(self._used_map_work, "all-reduce of the used map")
             self._used_map_work = self._used_map = None
+        if recording:
+            # the others end their static-graph record now: take part in agreeing on the bucket order
+            assert self.static is not None
+            self.static.start_iteration()
+            self.rebuild(self.static.finish_recording(None, self._rank0_order))
 
     def __del__(self) -> None:
         self.remove_hooks()
