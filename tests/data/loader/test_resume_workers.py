@@ -43,6 +43,9 @@ def test_state_needs_the_same_worker_count() -> None:
         it = iter(loader)
         next(it)
         state = loader.state_dict()
+        rest = list(it)
+    with DataLoader2.from_state(state, MultiProcessingReadingService(num_workers=2)) as again:
+        assert list(again) == rest
     with DataLoader2(shuffled(), reading_service=MultiProcessingReadingService(num_workers=3)) as other:
         other.load_state_dict(state)
         with pytest.raises(RuntimeError, match="saved with 2 workers, this loader has 3"):
