@@ -8,6 +8,7 @@ not state; reopen specs are] in ``_streams.py``.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Iterator
 from itertools import chain, islice, repeat
@@ -154,19 +155,23 @@ class LineReader(_Reader):
         self.return_path = return_path
 
     def _run(self, state: Runs, path: str, stream: Any, pos: int) -> Iterator[Any]:
-        lines: Iterator[Any] = iter(unwrap(stream))
+        raw = unwrap(stream)
+        lines: Iterator[Any] = iter(raw)
         start = max(pos, self.skip_lines)
         if start:
             next(islice(lines, start, start), None)
-        first = next(lines, None)
-        if first is None:
-            return state.begin((path, stream), stream, iter(()), start)
-        lines = chain((first,), lines)
+        kind = _line_type(raw)
+        if kind is None:  # not an io object: look at the first line
+            first = next(lines, None)
+            if first is None:
+                return state.begin((path, stream), stream, iter(()), start)
+            kind = type(first)
+            lines = chain((first,), lines)
         if not self.return_path:
             lines = map(_second, state.begin((path, stream), stream, lines, start))
         if self.strip_newline:
-            lines = map(type(first).strip, lines, repeat("\r\n" if isinstance(first, str) else b"\r\n"))
-        if self.decode and isinstance(first, bytes):
+            lines = map(kind.strip, lines, repeat("\r\n" if kind is str else b"\r\n"))
+        if self.decode and kind is bytes:
             lines = map(bytes.decode, lines, repeat(self.encoding), repeat(self.errors))
         if self.return_path:
             lines = zip(state.begin_repeat((path, stream), stream, path, start), lines)
@@ -176,6 +181,15 @@ class LineReader(_Reader):
         if spec.get("kind") == "file" and not (self.decode and self.errors == "strict"):
             return lines
         return _named(self._call, path, state, lines)
+
+
+def _line_type(raw: Any) -> Any:
+    """``str`` or ``bytes`` for io streams (their lines' type), ``None`` when only a line can tell."""
+    if isinstance(raw, io.TextIOBase):
+        return str
+    if isinstance(raw, (io.BufferedIOBase, io.RawIOBase)):
+        return bytes
+    return None
 
 
 def _decoded(lines: Iterator[Any], decode: bool, encoding: str, errors: str) -> Iterator[Any]:
