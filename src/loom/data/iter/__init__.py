@@ -29,22 +29,13 @@ from loom.data.iter._parsers import CSVDictParser, CSVParser, JsonParser, LineRe
 from loom.data.iter._random_split import RandomSplitter
 from loom.data.iter._records import ParquetDataFrameLoader, TFRecordLoader
 from loom.data.iter._repeating import Cycler, InMemoryCacheHolder, Repeater
+from loom.data.iter._reshaping import Dropper, Flattener, Rows2Columnar, Slicer
 from loom.data.iter._sharding import ShardingFilter
 from loom.data.iter._sources import IterableWrapper, MapToIterConverter
 from loom.data.iter._splitting import Demultiplexer, Forker, RoundRobinDemultiplexer, UnZipper
 from loom.data.iter._streams import StreamWrapper
 from loom.data.iter._threads import PinMemory, Prefetcher, ThreadPoolMapper
-from loom.data.iter._transforms import (
-    Dropper,
-    Enumerator,
-    Flattener,
-    Header,
-    IndexAdder,
-    LengthSetter,
-    ParagraphAggregator,
-    Rows2Columnar,
-    Slicer,
-)
+from loom.data.iter._transforms import Enumerator, Header, IndexAdder, LengthSetter, ParagraphAggregator
 from loom.data.iter._webdataset import WebDataset
 
 __all__ = [
