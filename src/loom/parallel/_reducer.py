@@ -16,7 +16,8 @@ from typing import Any
 import torch
 
 from loom.parallel import _comm
-from loom.parallel._bucketing import plan_buckets
+from loom.parallel._bucketing import BucketSpec, plan_buckets
+from loom.parallel._buckets import Bucket, make_buckets, wait_buckets, write_back, write_back_create_graph
 from loom.parallel._grad_bucket import GradBucket
 from loom.parallel._static import StaticGraph
 from loom.parallel._unused import reached_parameters
@@ -32,38 +33,6 @@ CommHook = Callable[[Any, GradBucket], "torch.futures.Future[Any]"]
 # when backward starts, and no graph walk is needed. A parameter that fires more or fewer times than
 # recorded is a graph change and raises, naming it. The record is taken on the first *synchronized*
 # backward, so no_sync() steps before it are fine.
-
-
-class _Bucket:
-    __slots__ = ("buffer", "future", "index", "indices", "params", "views", "work")
-
-    def __init__(
-        self, index: int, indices: tuple[int, ...], params: list[torch.Tensor], buffer: torch.Tensor
-    ):
-        self.index = index
-        self.indices = indices
-        self.params = params
-        self.buffer = buffer
-        self.views: list[torch.Tensor] = []
-        self.work: Any = None
-        self.future: Any = None
-
-
-def _view(buffer: torch.Tensor, offset: int, param: torch.Tensor) -> torch.Tensor:
-    """A view of ``buffer`` shaped (and, when dense, strided) like ``param`` (channels_last stays so)."""
-    n = param.numel()
-    if _dense(param):
-        return buffer.as_strided(param.shape, param.stride(), offset)
-    return buffer[offset : offset + n].view(param.shape)
-
-
-def _dense(t: torch.Tensor) -> bool:
-    expected = 1
-    for size, stride in sorted(zip(t.shape, t.stride()), key=lambda d: d[1]):
-        if size != 1 and stride != expected:
-            return False
-        expected *= size
-    return True
 
 
 class Reducer:
@@ -118,26 +87,15 @@ class Reducer:
 
     # ---- layout -------------------------------------------------------------------------------------
 
-    def _build(self, specs: list[Any]) -> None:
+    def _build(self, specs: list[BucketSpec]) -> None:
         """Allocate one flat buffer per bucket; in view mode existing gradients move into it."""
-        self.buckets: list[_Bucket] = []
+        self.buckets = make_buckets(specs, self.params, self.view_mode)
         self._bucket_of = [0] * len(self.params)
         self._slot_of = [0] * len(self.params)
         for b, spec in enumerate(specs):
-            params = [self.params[i] for i in spec.indices]
-            bucket = _Bucket(
-                b, spec.indices, params, torch.zeros(spec.numel, dtype=spec.dtype, device=spec.device)
-            )
-            bucket.views = [_view(bucket.buffer, off, p) for off, p in zip(spec.offsets, params)]
             for k, i in enumerate(spec.indices):
                 self._bucket_of[i] = b
                 self._slot_of[i] = k
-            if self.view_mode:
-                for p, v in zip(params, bucket.views):
-                    if p.grad is not None:
-                        v.copy_(p.grad.detach())
-                        p.grad = v
-            self.buckets.append(bucket)
         self._bucket_sizes = [len(spec.indices) for spec in specs]
 
     def rebuild(self, order: list[int]) -> None:
@@ -226,14 +184,7 @@ class Reducer:
 
     def _drain(self) -> None:
         """Wait for collectives an aborted iteration left in flight (their buffers are about to be reused)."""
-        for bucket in self.buckets:
-            if bucket.future is not None:
-                bucket.future.wait()
-            elif bucket.work is not None:
-                _comm.wait(
-                    bucket.work, f"all-reduce of gradient bucket {bucket.index} (left by a failed backward)"
-                )
-            bucket.work = bucket.future = None
+        wait_buckets(self.buckets)
         if self._used_map_work is not None:
             _comm.wait(self._used_map_work, "all-reduce of the used map (left by a failed backward)")
             self._used_map_work = self._used_map = None
@@ -318,7 +269,7 @@ class Reducer:
             self._fill(b, bucket, scale)
         self._start_collective(bucket, bucket.buffer)
 
-    def _fill(self, b: int, bucket: _Bucket, scale: float | None) -> None:
+    def _fill(self, b: int, bucket: Bucket, scale: float | None) -> None:
         views = bucket.views
         zero = self._zero.get(b)
         dst: list[torch.Tensor] = []
@@ -349,7 +300,7 @@ class Reducer:
         elif in_place:
             torch._foreach_mul_(in_place, scale)
 
-    def _start_collective(self, bucket: _Bucket, buffer: torch.Tensor) -> None:
+    def _start_collective(self, bucket: Bucket, buffer: torch.Tensor) -> None:
         """Launch the bucket's reduction; the default path expects the buffer already scaled (see _launch)."""
         what = f"all-reduce of gradient bucket {bucket.index}"
         if self.comm_hook is not None:
@@ -382,7 +333,11 @@ class Reducer:
             elif self._next < len(self.buckets):
                 problem = self._complete_missing()
             global_used = self._wait_all()
-            self._write_back(global_used)
+            if self._create_graph:
+                self._warn_create_graph()
+                write_back_create_graph(self.buckets, self.sync_create_graph, global_used)
+            else:
+                write_back(self.buckets, self.view_mode, global_used)
             if static is not None and static.recording:
                 order = static.finish_recording(global_used, self._rank0_order)
                 self.rebuild(order)
@@ -425,24 +380,8 @@ class Reducer:
         return problem
 
     def _wait_all(self) -> list[bool] | None:
-        for bucket in self.buckets:
-            if bucket.future is not None:
-                what = f"communication hook of gradient bucket {bucket.index}"
-                try:
-                    result = bucket.future.wait()
-                except RuntimeError as e:
-                    raise _comm.CollectiveError(
-                        f"DistributedDataParallel: {what} failed; a peer rank may have died or stopped "
-                        f"calling backward. Original error: {e}"
-                    ) from e
-                if isinstance(result, (list, tuple)):
-                    result = result[0]
-                if result is not bucket.buffer:
-                    bucket.buffer.copy_(result)
-                bucket.future = None
-            else:
-                _comm.wait(bucket.work, f"all-reduce of gradient bucket {bucket.index}")
-                bucket.work = None
+        """Wait for every bucket; returns which parameters some rank used (None: all of them)."""
+        wait_buckets(self.buckets)
         if self._used_map_work is None:
             return None if self.static is None else self.static.global_used
         _comm.wait(self._used_map_work, "all-reduce of the used map")
@@ -458,51 +397,15 @@ class Reducer:
         self._used_map_work = self._used_map = None
         return used
 
-    def _write_back(self, global_used: list[bool] | None) -> None:
-        if self._create_graph:
-            self._write_back_create_graph(global_used)
-            return
-        for bucket in self.buckets:
-            views = bucket.views
-            if self.view_mode:
-                for k, p in enumerate(bucket.params):
-                    if p.grad is not views[k] and (global_used is None or global_used[bucket.indices[k]]):
-                        p.grad = views[k]
-                continue
-            dst: list[torch.Tensor] = []
-            src: list[torch.Tensor] = []
-            for k, p in enumerate(bucket.params):
-                if global_used is not None and not global_used[bucket.indices[k]]:
-                    continue
-                if p.grad is None:
-                    p.grad = views[k].clone()
-                else:
-                    dst.append(p.grad)
-                    src.append(views[k])
-            if dst:
-                torch._foreach_copy_(dst, src)
-
-    def _write_back_create_graph(self, global_used: list[bool] | None) -> None:
+    def _warn_create_graph(self) -> None:
         if not self.sync_create_graph and not self._warned_create_graph:
             self._warned_create_graph = True
             warnings.warn(
                 "DistributedDataParallel: backward(create_graph=True) gradients are synchronized as values "
                 "only (their graph is dropped); pass sync_create_graph=True to keep them differentiable",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
-        for bucket in self.buckets:
-            for k, p in enumerate(bucket.params):
-                if global_used is not None and not global_used[bucket.indices[k]]:
-                    continue
-                avg = bucket.views[k].detach().clone()
-                g = p.grad
-                if self.sync_create_graph and g is not None and g.requires_grad:
-                    # value of the average, derivative of the local gradient (the second backward's
-                    # own synchronization averages the local second-order terms)
-                    p.grad = g + (avg - g.detach())
-                else:
-                    p.grad = avg
 
     # ---- join ---------------------------------------------------------------------------------------
 
@@ -518,13 +421,7 @@ class Reducer:
                 zeros, self.group, False, "all-reduce of the used map"
             )
             self._used_map = zeros
-        for bucket in self.buckets:
-            if bucket.future is not None:
-                bucket.future.wait()
-                bucket.future = None
-            else:
-                _comm.wait(bucket.work, f"all-reduce of gradient bucket {bucket.index}")
-                bucket.work = None
+        wait_buckets(self.buckets)
         if self._used_map_work is not None:
             _comm.wait(self._used_map_work, "all-reduce of the used map")
             self._used_map_work = self._used_map = None
