@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 import torch
 
 import loom
@@ -56,3 +57,58 @@ def test_bench_unknown_suite_is_a_clear_error() -> None:
     result = _run("bench", "no_such_suite")
     assert result.returncode == 2
     assert "no_such_suite" in result.stderr and "unknown suite" in result.stderr
+
+
+def test_bench_summary_and_plot_match_the_json(tmp_path) -> None:
+    import json
+
+    pytest.importorskip("matplotlib")
+    out, chart = tmp_path / "bench.json", tmp_path / "ratios.png"
+    result = _run("bench", "overhead", "--quick", "--json", str(out), "--plot", str(chart))
+    assert result.returncode == 0, result.stderr
+    records = json.loads(out.read_text())
+    # The summary repeats every ratio of the JSON (rounded as printed).
+    summary = result.stdout.split("== summary")[1]
+    for rec in records[0]["records"]:
+        for who, ratio in rec["ratio_vs_loom"].items():
+            assert any(
+                line.split()[:2] == ["overhead", rec["name"].split()[0]]
+                and f"{ratio:.2f}x" in line
+                and who in line
+                for line in summary.splitlines()
+            ), (rec, summary)
+    # A real PNG that matplotlib reads back, and no partial file left behind.
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import matplotlib.image
+
+    image = matplotlib.image.imread(str(chart))
+    assert image.shape[0] > 50 and image.shape[1] > 50
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json", "ratios.png"]
+
+
+def test_summary_table_lists_every_ratio() -> None:
+    records = [
+        {"suite": "a", "records": [{"name": "x", "ratio_vs_loom": {"torch": 2.0, "loop": 0.5}}]},
+        {"suite": "b", "records": [{"name": "y", "ratio_vs_loom": {"torch": 1.234}}]},
+    ]
+    lines = cli.summary_table(records).splitlines()
+    assert lines[0].split() == ["suite", "benchmark", "baseline", "baseline/loom"]
+    assert [line.split() for line in lines[1:]] == [
+        ["a", "x", "torch", "2.00x"],
+        ["a", "x", "loop", "0.50x"],
+        ["b", "y", "torch", "1.23x"],
+    ]
+
+
+def test_bench_plot_problems_are_reported_before_running(tmp_path, monkeypatch, capsys) -> None:
+    import sys as _sys
+
+    assert cli.main(["bench", "overhead", "--plot", str(tmp_path / "chart.txt")]) == 2
+    assert "must end in .png" in capsys.readouterr().err
+    assert cli.main(["bench", "overhead", "--plot", str(tmp_path / "missing" / "c.png")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    monkeypatch.setitem(_sys.modules, "matplotlib", None)  # as if not installed
+    assert cli.main(["bench", "overhead", "--plot", str(tmp_path / "c.png")]) == 2
+    err = capsys.readouterr().err
+    assert "matplotlib is not installed" in err and "loom[plot]" in err
+    assert list(tmp_path.iterdir()) == []

@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import loom
 
-__all__ = ["info_lines", "main"]
+__all__ = ["info_lines", "main", "summary_table"]
 
 
 def _distributed_backends() -> list[str]:
@@ -88,8 +90,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.plot is not None:
+        problem = _plot_problem(args.plot)
+        if problem:  # before minutes of benchmarks, not after
+            print(f"loom bench --plot {args.plot}: {problem}", file=sys.stderr)
+            return 2
     chosen = args.suite or sorted(available)
-    records: list[object] = []
+    records: list[dict[str, Any]] = []
     failed: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         for suite in chosen:
@@ -105,12 +112,112 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                 failed.append(suite)
                 continue
             records.append(json.loads(out.read_text()))
+    if records:
+        print("\n== summary: baseline median / Loom median (above 1: Loom is faster) ==")
+        print(summary_table(records))
     if args.json:
         Path(args.json).write_text(json.dumps(records, indent=2))
+    if args.plot is not None and records:
+        _plot_ratios(records, Path(args.plot))
+        print(f"bar chart written to {args.plot}")
     if failed:
         print(f"loom bench: suite(s) failed: {failed}", file=sys.stderr)
         return 1
     return 0
+
+
+def _ratios(records: list[dict[str, Any]]) -> list[tuple[str, str, str, float]]:
+    """(suite, benchmark, baseline, baseline/Loom ratio) for every comparison in the suites' JSON."""
+    rows = []
+    for suite in records:
+        for rec in suite.get("records", []):
+            for who, ratio in rec.get("ratio_vs_loom", {}).items():
+                rows.append((str(suite.get("suite", "?")), str(rec.get("name", "?")), str(who), float(ratio)))
+    return rows
+
+
+def summary_table(records: list[dict[str, Any]]) -> str:
+    """One line per comparison of the suites' JSON records: suite, benchmark, baseline and ratio.
+
+    Args:
+        records: what ``loom bench --json`` writes: one ``{"suite", "machine", "records"}`` dict per suite.
+
+    Returns:
+        A fixed-width table; the ratio is the baseline's median time over Loom's (above 1: Loom is faster).
+
+    Example:
+        >>> from loom.cli import summary_table
+        >>> rec = {"name": "sum", "ratio_vs_loom": {"python_loop": 2.5}}
+        >>> print(summary_table([{"suite": "overhead", "records": [rec]}]))
+        suite     benchmark  baseline     baseline/loom
+        overhead  sum        python_loop  2.50x
+    """
+    rows = [("suite", "benchmark", "baseline", "baseline/loom")]
+    rows += [(suite, name, who, f"{ratio:.2f}x") for suite, name, who, ratio in _ratios(records)]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def _plot_problem(path: str) -> str | None:
+    """Why ``--plot path`` cannot work, or None."""
+    target = Path(path)
+    if target.suffix.lower() not in (".png", ".svg", ".pdf"):
+        return f"the file must end in .png, .svg or .pdf, got {target.suffix or 'no suffix'!r}"
+    if not target.parent.is_dir():
+        return f"directory {str(target.parent)!r} does not exist"
+    try:
+        import matplotlib  # noqa: F401  (imported only when a chart is asked for)
+    except ImportError:
+        return "matplotlib is not installed (pip install 'loom[plot]')"
+    return None
+
+
+def _plot_ratios(records: list[dict[str, Any]], path: Path) -> None:
+    """A horizontal bar per comparison: baseline time / Loom time, on a log scale around 1."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display needed
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    rows = _ratios(records)
+    labels = [f"{suite}: {name}\nvs {who}" for suite, name, who, _ in rows]
+    ratios = [ratio for *_, ratio in rows]
+    fig, ax = plt.subplots(figsize=(9, 0.55 * len(rows) + 1.5))
+    colors = ["tab:green" if r >= 1 else "tab:red" for r in ratios]
+    # Bars start at 1 (parity): right for Loom faster, left for Loom slower.
+    ax.barh(range(len(rows)), [r - 1 for r in ratios], left=1, color=colors)
+    ax.set_yticks(range(len(rows)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}x"))
+    ax.set_xlim(min(0.5, min(ratios) / 1.5), max(2.0, max(ratios) * 1.5))
+    ax.axvline(1.0, color="black", linewidth=1)
+    for i, r in enumerate(ratios):
+        offset, align = (4, "left") if r >= 1 else (-4, "right")
+        ax.annotate(
+            f"{r:.2f}x",
+            (r, i),
+            xytext=(offset, 0),
+            textcoords="offset points",
+            va="center",
+            ha=align,
+            fontsize=8,
+        )
+    ax.set_xlabel("baseline time / Loom time (log scale; right of 1: Loom is faster)")
+    machine = records[0].get("machine", {})
+    ax.set_title(
+        f"loom bench: torch {machine.get('torch')}, {machine.get('gpu') or 'CPU'}, {machine.get('date')}"
+    )
+    fig.tight_layout()
+    # Write beside the target, then rename: an interrupted run leaves no half-written chart.
+    partial = path.with_name(f".{path.name}.partial{path.suffix}")
+    try:
+        fig.savefig(partial, dpi=120)
+        os.replace(partial, path)
+    finally:
+        plt.close(fig)
+        partial.unlink(missing_ok=True)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -125,6 +232,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("suite", nargs="*", help="suite names (default: all available)")
     bench.add_argument("--json", default=None, help="write the results as JSON to this file")
     bench.add_argument("--quick", action="store_true", help="small sizes and few repeats (a smoke run)")
+    bench.add_argument(
+        "--plot", default=None, metavar="OUT.png", help="draw the ratios as a bar chart (needs matplotlib)"
+    )
     bench.set_defaults(func=_cmd_bench)
     return parser
 
