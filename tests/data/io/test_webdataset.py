@@ -91,13 +91,13 @@ def test_routed_decoder_by_extension(shards) -> None:
     assert by_name[f"{key}.cls"] == 1
     assert by_name[f"{key}.meta.json"] == {"i": 4}
     assert np.array_equal(by_name["s003.feat.npy"], np.arange(3, dtype=np.float32))
-    from loom.data.iter._decoders import basic_handlers, image_handler
+    from loom.data.iter import decoder_basichandlers, decoder_imagehandler
 
     raw = list(
         IterableWrapper(paths)
         .open_files("b")
         .load_from_tar()
-        .routed_decode(image_handler("numpyuint8"), basic_handlers)
+        .routed_decode(decoder_imagehandler("numpyuint8"), decoder_basichandlers)
     )
     assert np.array_equal(dict(raw)[f"{paths[0]}/s000.png"], arrays["s000"])
 

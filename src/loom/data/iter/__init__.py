@@ -16,7 +16,13 @@ from loom.data.iter._combining import (
     ZipperLongest,
 )
 from loom.data.iter._compression import Bz2FileLoader, Decompressor, XzFileLoader
-from loom.data.iter._decoders import HashChecker, RoutedDecoder
+from loom.data.iter._decoders import (
+    HashChecker,
+    RoutedDecoder,
+    decoder_basichandlers,
+    decoder_imagehandler,
+    extension_extract_fn,
+)
 from loom.data.iter._dispatch import ShardingRoundRobinDispatcher
 from loom.data.iter._files import FileLister, FileOpener, Saver, ShardExpander, StreamReader
 from loom.data.iter._fsspec import FSSpecFileLister, FSSpecFileOpener, FSSpecSaver, S3FileLister, S3FileLoader
@@ -116,6 +122,9 @@ __all__ = [
     "ZipArchiveLoader",
     "Zipper",
     "ZipperLongest",
+    "decoder_basichandlers",
+    "decoder_imagehandler",
+    "extension_extract_fn",
 ]
 
 for _name in __all__:

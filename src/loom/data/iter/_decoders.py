@@ -14,13 +14,24 @@ from loom.data._datapipe import IterDataPipe, functional_datapipe
 from loom.data.iter._fsspec import need
 from loom.data.iter._streams import StreamWrapper, check_pair, close_quietly
 
-__all__ = ["HashChecker", "RoutedDecoder", "basic_handlers", "extension_extract_fn", "image_handler"]
+__all__ = [
+    "HashChecker",
+    "RoutedDecoder",
+    "decoder_basichandlers",
+    "decoder_imagehandler",
+    "extension_extract_fn",
+]
 
 Handler = Callable[[str, bytes], Any]
 
 
 def extension_extract_fn(path: str) -> str:
-    """The extension without its dot, lower-cased: ``"a/b.JPG"`` -> ``"jpg"``."""
+    """The key RoutedDecoder routes on by default: the extension without its dot, lower-cased.
+
+    Example:
+        >>> extension_extract_fn("shard.tar/a.b.JPG")
+        'jpg'
+    """
     return os.path.splitext(path)[1][1:].lower()
 
 
@@ -28,11 +39,22 @@ _TEXT = {"txt", "text", "transcript"}
 _INTS = {"cls", "cls2", "class", "count", "index", "inx", "id"}
 
 
-def basic_handlers(ext: str, data: bytes) -> Any:
+def decoder_basichandlers(ext: str, data: bytes) -> Any:
     """Text (``txt``), integers (``cls``, ``id``...), JSON (``json``), NumPy (``npy``, no pickles), tensors (``pt``, weights only).
 
     Returns ``None`` for other extensions. Unlike torchdata, pickles (``pyd``, ``pickle``) are not decoded:
     unpickling untrusted data runs code; add a handler if the data is trusted.
+
+    Args:
+        ext: the key from RoutedDecoder's ``key_fn`` (the extension).
+        data: the raw bytes.
+
+    Returns:
+        The decoded value, or ``None`` to let the next handler try.
+
+    Example:
+        >>> decoder_basichandlers("cls", b"7"), decoder_basichandlers("json", b'[1]'), decoder_basichandlers("bin", b"")
+        (7, [1], None)
     """
     if ext in _TEXT:
         return data.decode("utf-8")
@@ -54,11 +76,29 @@ _IMAGE_EXTS = {"jpg", "jpeg", "png", "ppm", "pgm", "pbm", "pnm", "bmp", "gif", "
 IMAGE_SPECS = ("numpy", "numpyuint8", "pil", "pilrgb", "torch", "torchuint8")
 
 
-def image_handler(imagespec: str) -> Handler:
-    """A handler decoding images with Pillow into ``imagespec``: ``"pil"``, ``"pilrgb"``, ``"numpy"``
-    (float RGB HWC in [0, 1]), ``"numpyuint8"``, ``"torch"`` (float RGB CHW in [0, 1]) or ``"torchuint8"``."""
+def decoder_imagehandler(imagespec: str) -> Handler:
+    """A handler that decodes images with Pillow (``pip install loom[io]``).
+
+    Args:
+        imagespec: ``"pil"``, ``"pilrgb"``, ``"numpy"`` (float RGB HWC in [0, 1]), ``"numpyuint8"``,
+            ``"torch"`` (float RGB CHW in [0, 1]) or ``"torchuint8"``.
+
+    Returns:
+        ``handler(ext, data)``, decoding jpg/png/bmp/gif/tiff/webp/ppm and passing (``None``) on others.
+
+    Raises:
+        ValueError: an unknown ``imagespec``.
+
+    Example:
+        >>> import io
+        >>> from PIL import Image
+        >>> buf = io.BytesIO()
+        >>> Image.new("RGB", (3, 2)).save(buf, format="PNG")
+        >>> decoder_imagehandler("torch")("png", buf.getvalue()).shape
+        torch.Size([3, 2, 3])
+    """
     if imagespec not in IMAGE_SPECS:
-        raise ValueError(f"image_handler: imagespec must be one of {IMAGE_SPECS}, got {imagespec!r}")
+        raise ValueError(f"decoder_imagehandler: imagespec must be one of {IMAGE_SPECS}, got {imagespec!r}")
 
     def handle(ext: str, data: bytes) -> Any:
         if ext not in _IMAGE_EXTS:
@@ -82,7 +122,7 @@ def image_handler(imagespec: str) -> Handler:
         tensor = torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
         return tensor if imagespec == "torchuint8" else tensor.float() / 255.0
 
-    handle.__qualname__ = f"image_handler({imagespec!r})"
+    handle.__qualname__ = f"decoder_imagehandler({imagespec!r})"
     return handle
 
 
@@ -105,7 +145,7 @@ class RoutedDecoder(IterDataPipe):
     """Decodes ``(path, data)`` by the path's extension with the first handler that accepts it (functional name: ``routed_decode``).
 
     A handler is ``fn(extension, raw_bytes)`` returning the decoded value, or ``None`` to pass. Default
-    handlers: ``basic_handlers`` then ``image_handler("torch")``. Data no handler accepts is passed on as
+    handlers: ``decoder_basichandlers`` then ``decoder_imagehandler("torch")``. Data no handler accepts is passed on as
     it came (streams read into bytes). Stateless. A handler that fails raises a ValueError naming the path.
 
     Args:
@@ -128,7 +168,7 @@ class RoutedDecoder(IterDataPipe):
                 raise TypeError(f"routed_decode: handlers must be callable, got {h!r}")
         self.datapipe = datapipe
         self.handlers: list[Handler] = (
-            list(handlers) if handlers else [basic_handlers, image_handler("torch")]
+            list(handlers) if handlers else [decoder_basichandlers, decoder_imagehandler("torch")]
         )
         self.key_fn = key_fn
 
