@@ -12,10 +12,12 @@ from _par_models import (
     Case,
     ChannelsLastConv,
     CheckpointTwice,
+    DataclassOutput,
     TwoHeads,
     Unused,
     WithBatchNorm,
     clone,
+    dataclass_loss,
     fresh,
     main_head_loss,
     train_ddp,
@@ -61,6 +63,7 @@ CASES: dict[str, Case] = {
     "two_forwards_default": Case(MLP, two_forwards_loss),
     "two_forwards_find_unused": Case(Unused, two_forwards_unused_loss, {"find_unused_parameters": True}),
     "conv_channels_last": Case(ChannelsLastConv),
+    "dataclass_output_find_unused": Case(DataclassOutput, dataclass_loss, {"find_unused_parameters": True}),
     "conv_channels_last_grad_view_static": Case(
         ChannelsLastConv, kwargs={"gradient_as_bucket_view": True, "static_graph": True}
     ),

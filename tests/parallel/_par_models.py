@@ -114,6 +114,32 @@ class ChannelsLastConv(nn.Module):
         return self.fc(h.flatten(1))
 
 
+@dataclass
+class Heads:
+    main: torch.Tensor
+    aux: torch.Tensor
+
+
+class DataclassOutput(nn.Module):
+    """Returns a dataclass (opaque to pytree flattening); ``never`` is unused."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Linear(D_IN, D_HID)
+        self.main = nn.Linear(D_HID, D_OUT)
+        self.aux = nn.Linear(D_HID, D_OUT)
+        self.never = nn.Linear(D_HID, D_OUT)
+
+    def forward(self, x: torch.Tensor) -> Heads:
+        h = torch.tanh(self.body(x))
+        return Heads(self.main(h), self.aux(h))
+
+
+def dataclass_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, rank: int) -> torch.Tensor:
+    heads = model(x)
+    return mse(heads.main, y) + 0.5 * mse(heads.aux, y)
+
+
 def mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return ((out - y) ** 2).mean()
 

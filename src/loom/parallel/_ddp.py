@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -194,7 +195,7 @@ class DistributedDataParallel(nn.Module):
             return _Sink.apply(reducer, output)[0]  # type: ignore[no-untyped-call]
         leaves, spec = tree_flatten(output)
         tensors = [x for x in leaves if isinstance(x, torch.Tensor) and x.requires_grad]
-        reducer.prepare_for_backward(tensors)
+        reducer.prepare_for_backward(tensors + _tensors_in_dataclasses(leaves))
         if not tensors:
             return output
         passed = iter(_Sink.apply(reducer, *tensors))  # type: ignore[no-untyped-call]
@@ -291,6 +292,17 @@ class DistributedDataParallel(nn.Module):
                 static_graph=True,
                 sync_create_graph=self.reducer.sync_create_graph,
             )
+
+
+def _tensors_in_dataclasses(leaves: list[Any]) -> list[torch.Tensor]:
+    """Tensors held by dataclass outputs (opaque to tree_flatten), so the unused-parameter walk sees them."""
+    found: list[torch.Tensor] = []
+    for leaf in leaves:
+        if dataclasses.is_dataclass(leaf) and not isinstance(leaf, type):
+            inner, _ = tree_flatten([getattr(leaf, f.name) for f in dataclasses.fields(leaf)])
+            found += [x for x in inner if isinstance(x, torch.Tensor) and x.requires_grad]
+            found += _tensors_in_dataclasses(inner)
+    return found
 
 
 def _describe(entry: tuple[str, tuple[int, ...], str] | None) -> str:
