@@ -65,19 +65,19 @@ def test_docs_build_strictly_with_every_page(site: Path) -> None:
         assert built.exists(), f"docs/{page} was not built into {built}"
 
 
-# Pages whose ```python blocks run, in order, in one namespace per page (blocks that start processes
+# Pages (from the repository root) whose ```python blocks run, in order, in one namespace per page (blocks that start processes
 # with torch.distributed are shown, not run: the examples' test runs DDP under torchrun).
-RUNNABLE_PAGES = ["getting-started.md", "guides/data.md", "guides/func.md"]
+RUNNABLE_PAGES = ["README.md", "docs/getting-started.md", "docs/guides/data.md", "docs/guides/func.md"]
 
 
 @pytest.mark.parametrize("page", RUNNABLE_PAGES)
 def test_code_blocks_in_the_guides_run(page: str) -> None:
-    text = (ROOT / "docs" / page).read_text()
+    text = (ROOT / page).read_text()
     blocks = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "init_process_group" not in b]
-    assert blocks, f"docs/{page} has no python blocks to run"
+    assert blocks, f"{page} has no python blocks to run"
     namespace: dict[str, object] = {"__name__": f"docs_{page}"}
     for block in blocks:
-        exec(compile(block, f"docs/{page}", "exec"), namespace)
+        exec(compile(block, page, "exec"), namespace)
 
 
 @pytest.mark.slow
