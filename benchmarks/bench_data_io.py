@@ -3,7 +3,8 @@
 Contenders, in one process, interleaved: Loom; torchdata 0.9's pipes when installed; plain Python
 (``for line in open(...)`` and a ``tarfile`` loop, the floors); and the ``webdataset`` package when it
 can be imported (it is not a Loom dependency: ``pip install webdataset`` or put it on PYTHONPATH).
-Every contender produces the same outputs: ``(path, line)`` pairs with newlines stripped, and sample
+``loom_chain_only`` is a diagnostic: Loom's iterator chain consumed without the per-element
+``PipeIterator.__next__`` call. Every contender produces the same outputs: ``(path, line)`` pairs with newlines stripped, and sample
 dicts of bytes keyed by extension. Files are written once into a temporary directory.
 """
 
@@ -60,6 +61,12 @@ def count(items: Any) -> int:
     for _ in items:
         n += 1
     return n
+
+
+def raw_chain(pipe: Any) -> Any:
+    """The C-level iterator chain under ``iter(pipe)`` (a private detail; ``None`` if it moved)."""
+    root = getattr(iter(pipe), "_root", None)
+    return getattr(root, "it", None)
 
 
 def plain_lines(path: str) -> int:
@@ -119,6 +126,11 @@ def main() -> None:
             "loom": lambda: count(IterableWrapper([text]).open_files().readlines()),
             "python_loop": lambda: plain_lines(text),
         }
+        if raw_chain(IterableWrapper([text]).open_files().readlines()) is not None:
+            # diagnostic: the same iteration without PipeIterator.__next__ (a Python-level call per element)
+            lines["loom_chain_only"] = lambda: count(
+                raw_chain(IterableWrapper([text]).open_files().readlines())
+            )
         if td is not None:
             assert list(td.LineReader(td.FileOpener(td.IterableWrapper([text])))) == expected
             lines["torchdata"] = lambda: count(td.LineReader(td.FileOpener(td.IterableWrapper([text]))))
