@@ -73,11 +73,27 @@ def _attr(module: torch.nn.Module, dotted: str) -> Any:
     return value
 
 
+def _last_uses(graph: torch.fx.Graph) -> dict[torch.fx.Node, list[torch.fx.Node]]:
+    """For each node, the values it is the last reader of (placeholders and constants included)."""
+    seen: set[torch.fx.Node] = set()
+    last: dict[torch.fx.Node, list[torch.fx.Node]] = {}
+    for node in reversed(graph.nodes):
+        if node.op == "output":
+            seen.update(node.all_input_nodes)
+            continue
+        for value in node.all_input_nodes:
+            if value not in seen:
+                seen.add(value)
+                last.setdefault(node, []).append(value)
+    return last
+
+
 def generate(gm: torch.fx.GraphModule) -> tuple[Callable[..., Any], str]:
     """A Python function equivalent to ``gm.forward`` and its source; ``gm.forward`` if it cannot."""
     namer = _Namer()
     params: list[str] = []
     lines: list[str] = []
+    last_use = _last_uses(gm.graph)
     for node in gm.graph.nodes:
         if node.op == "placeholder":
             params.append(_local(node))
@@ -88,6 +104,9 @@ def generate(gm: torch.fx.GraphModule) -> tuple[Callable[..., Any], str]:
             call = [_format(a, namer) for a in node.args]
             call += [f"{k}={_format(v, namer)}" for k, v in node.kwargs.items()]
             lines.append(f"    {_local(node)} = {fn}({', '.join(call)})")
+            dead = [_local(n) for n in last_use.get(node, ())]
+            if dead:  # free intermediates as soon as they are read for the last time
+                lines.append(f"    del {', '.join(dead)}")
         elif node.op == "output":
             lines.append(f"    return {_format(node.args[0], namer)}")
         else:
