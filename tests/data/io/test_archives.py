@@ -184,3 +184,20 @@ def test_corrupt_zip_member_fails_its_crc(archives, tmp_path) -> None:
             .open_files("b")
             .load_from_zip()
         )
+
+
+@pytest.mark.parametrize("ext", [".gz", ".bz2", ".xz"])
+def test_truncated_or_corrupt_compressed_streams_name_the_file(tmp_path, ext) -> None:
+    path = write_compressed(str(tmp_path / f"data{ext}"), bytes(range(256)) * 400)
+    size = os.path.getsize(path)
+    cut = truncate(path, size // 2, str(tmp_path / f"cut{ext}"))
+    with pytest.raises(ValueError, match=rf"error reading '.*cut{ext}': corrupt or truncated data"):
+        _read_all(IterableWrapper([cut]).open_files("b").decompress())
+    bad = flip_byte(path, size // 2, str(tmp_path / f"bad{ext}"))
+    with pytest.raises(ValueError, match=rf"error reading '.*bad{ext}': corrupt or truncated data"):
+        _read_all(IterableWrapper([bad]).open_files("b").decompress())
+    if ext != ".gz":
+        loader = IterableWrapper([cut]).open_files("b")
+        loader = loader.load_from_xz() if ext == ".xz" else loader.load_from_bz2()
+        with pytest.raises(ValueError, match=r"error reading '.*cut': corrupt or truncated data"):
+            _read_all(loader)
