@@ -168,8 +168,12 @@ class Reducer:
                 if static.recording:
                     static.fired(i)
                     return
-                if not static.fire(i, self.names):
-                    return
+                left = static.remaining[i] - 1  # inlined StaticGraph.fire: this is the per-parameter path
+                static.remaining[i] = left
+                if left:
+                    if left > 0:
+                        return
+                    static.fired_too_often(i, self.names)
             elif self._ready[i]:
                 raise RuntimeError(
                     f"DistributedDataParallel: parameter {self.names[i]!r} received a gradient twice in one "
@@ -177,7 +181,11 @@ class Reducer:
                     "Pass static_graph=True if the graph is the same every iteration."
                 )
             self._ready[i] = True
-            self._param_ready(i)
+            b = self._bucket_of[i]  # inlined _param_ready
+            pending = self._pending[b] - 1
+            self._pending[b] = pending
+            if pending == 0 and b == self._next:
+                self._launch_in_order()
         except BaseException:
             self._abort()
             raise

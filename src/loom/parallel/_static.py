@@ -6,6 +6,7 @@ See NOTE [static graph] in _reducer.py.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NoReturn
 
 
 class StaticGraph:
@@ -18,13 +19,13 @@ class StaticGraph:
         self.local_unused: list[int] = []
         self.global_used: list[bool] | None = None
         self._log: list[int] = []
-        self._left: list[int] = []
+        self.remaining: list[int] = []  # firings left per parameter in this iteration
 
     def start_iteration(self) -> None:
         if self.recording:
             self._log = []
         else:
-            self._left = list(self.counts)
+            self.remaining = list(self.counts)
 
     def fired(self, i: int) -> None:
         self._log.append(i)
@@ -32,14 +33,8 @@ class StaticGraph:
     def fired_set(self) -> set[int]:
         return set(self._log)
 
-    def fire(self, i: int, names: list[str]) -> bool:
-        """Count one firing of parameter ``i``; True at its recorded last firing."""
-        left = self._left[i] - 1
-        self._left[i] = left
-        if left > 0:
-            return False
-        if left == 0:
-            return True
+    def fired_too_often(self, i: int, names: list[str]) -> NoReturn:
+        """Raise for a parameter whose hook fired more often than recorded (the reducer counts firings)."""
         if self.counts[i] == 0:
             detail = "it was unused in the first iteration"
         else:
@@ -70,7 +65,7 @@ class StaticGraph:
 
     def describe_missing(self, missing: list[int], names: list[str]) -> str:
         i = missing[0]
-        got = self.counts[i] - self._left[i]
+        got = self.counts[i] - self.remaining[i]
         more = f" (and {len(missing) - 1} more parameter(s))" if len(missing) > 1 else ""
         return (
             f"DistributedDataParallel(static_graph=True): the graph changed after the first iteration: "
