@@ -76,8 +76,9 @@ class Reducer:
         self._used_map_work: Any = None
         self._used_map: torch.Tensor | None = None
         self._all_used_here = False
-        self._pinned: torch.Tensor | None = None
-        self._pinned_copied: Any = None
+        self._pinned: list[torch.Tensor] = []  # two host buffers, used in turn
+        self._pinned_copied: list[Any] = [None, None]
+        self._pinned_turn = 0
         self._build(plan_buckets(params, bucket_cap_mb))
         self._reset()
         self._handles = [
@@ -250,14 +251,19 @@ class Reducer:
         values = torch.tensor(self._used, dtype=torch.float32)
         device = self.buckets[0].buffer.device
         if device.type == "cuda":
-            if self._pinned is None:
-                self._pinned = torch.empty(len(self.params), dtype=torch.float32, pin_memory=True)
-            if self._pinned_copied is not None:
-                self._pinned_copied.synchronize()  # the previous copy out of the pinned buffer is done
-            self._pinned.copy_(values)
-            values = self._pinned.to(device, non_blocking=True)
-            self._pinned_copied = torch.cuda.Event()  # type: ignore[no-untyped-call]
-            self._pinned_copied.record()
+            if not self._pinned:
+                self._pinned = [torch.empty(len(values), pin_memory=True) for _ in range(2)]
+            turn = self._pinned_turn
+            self._pinned_turn = 1 - turn
+            copied = self._pinned_copied[turn]
+            if copied is not None:
+                # the copy out of this buffer two iterations ago is done (long ago, so no stall in practice)
+                copied.synchronize()
+            self._pinned[turn].copy_(values)
+            values = self._pinned[turn].to(device, non_blocking=True)
+            event = torch.cuda.Event()  # type: ignore[no-untyped-call]
+            event.record()
+            self._pinned_copied[turn] = event
         self._used_map = values
         self._all_used_here = all(self._used)
         self._used_map_work = _comm.all_reduce_async(values, self.group, False, "all-reduce of the used map")
