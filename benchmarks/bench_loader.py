@@ -3,22 +3,27 @@
 Two pipelines, built the same way for every contender (each with its own pipe classes):
 1,000,000 ints through ``.sharding_filter().map x3 .filter .batch(64)``, and the lines of a
 1,000,000-line text file through ``FileOpener .readlines .sharding_filter .map .batch(64)``.
-Items/s counts ints or lines. Loaders are built once and timed per epoch, so worker start-up is
-not timed (Loom's workers are persistent; torch's DataLoader gets ``persistent_workers=True``;
+Items/s counts ints or lines. Each loader is built, timed per epoch (one warm-up epoch, then the
+median of 3) and shut down before the next contender starts, so that idle workers of one loader do
+not compete with another's; worker start-up is not timed (Loom's workers are persistent; torch's
+DataLoader gets ``persistent_workers=True``;
 torchdata's DataLoader2 keeps its workers too, and runs with 2 workers only: at ~50,000 items/s an
 epoch takes ~20 s). Each epoch is checked to deliver every item.
 """
 
 from __future__ import annotations
 
+import functools
+import gc
 import os
+import statistics
 import sys
 import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
-from harness import Suite, cli_args
+from harness import Record, Suite, cli_args, measure
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
@@ -97,6 +102,10 @@ def _torchdata_loader(pipe: Any, workers: int) -> Any:
     return TDLoader(pipe, reading_service=TDMP(num_workers=workers) if workers else None)
 
 
+def _loom_loader(pipe: Any, workers: int) -> Any:
+    return DataLoader2(pipe, reading_service=MultiProcessingReadingService(workers))
+
+
 def _torch_loader(pipe: Any, workers: int) -> Any:
     return torch.utils.data.DataLoader(
         pipe,
@@ -116,6 +125,20 @@ def _checked(loader: Any, expected: int) -> Any:
     return run
 
 
+def _timed(make: Any, expected: int, warmup: int, repeats: int) -> float:
+    """Median seconds per epoch of a loader that exists only while it is timed."""
+    loader = make()
+    try:
+        return statistics.median(
+            measure(_checked(loader, expected), warmup=warmup, repeats=repeats, sync=False)
+        )
+    finally:
+        if hasattr(loader, "shutdown"):
+            loader.shutdown()
+        del loader
+        gc.collect()
+
+
 def main() -> None:
     args = cli_args(__doc__)
     n = 50_000 if args.quick else 1_000_000
@@ -125,28 +148,25 @@ def main() -> None:
     path = os.path.join(tmp, "lines.txt")
     with open(path, "w") as f:
         f.writelines(f"line {i}\n" for i in range(n))
-    suite = Suite("loader", warmup=1, repeats=2 if args.quick else 3)
-    loaders: list[Any] = []
+    suite = Suite("loader")
+    warmup, repeats = 1, 2 if args.quick else 3
     for name, build, source, expected in (
         ("1M ints: map x3, filter, batch(64)", int_pipe, data, expected_ints),
         ("1M lines: readlines, map, batch(64)", line_pipe, path, n),
     ):
         for workers in (0, 1, 2):
-            loom = DataLoader2(build(_LoomNS, source), reading_service=MultiProcessingReadingService(workers))
-            torch_dl = _torch_loader(build(_LoomNS, source), workers)
-            loaders += [loom]
-            baselines: dict[str, Any] = {"torch_DataLoader": _checked(torch_dl, expected)}
-            if (
-                _have_torchdata() and workers == 2
-            ):  # in process: see bench_data.py; 1 worker: too slow to repeat
-                td = _torchdata_loader(build(_torch_ns(), source), workers)
-                loaders.append(td)
-                baselines["torchdata_DataLoader2"] = _checked(td, expected)
-            suite.compare(
-                f"{name}, {workers} workers", loom=_checked(loom, expected), items_per_call=n, **baselines
-            )
-    for loader in loaders:
-        loader.shutdown()
+            makers: dict[str, Any] = {
+                "loom": functools.partial(_loom_loader, build(_LoomNS, source), workers),
+                "torch_DataLoader": functools.partial(_torch_loader, build(_LoomNS, source), workers),
+            }
+            # torchdata in process: see bench_data.py; with 1 worker: too slow to repeat.
+            if _have_torchdata() and workers == 2:
+                makers["torchdata_DataLoader2"] = functools.partial(
+                    _torchdata_loader, build(_torch_ns(), source), workers
+                )
+            medians = {who: _timed(make, expected, warmup, repeats) for who, make in makers.items()}
+            ratios = {who: medians[who] / medians["loom"] for who in medians if who != "loom"}
+            suite.records.append(Record(suite.name, f"{name}, {workers} workers", medians, ratios, n))
     suite.finish(args.json)
 
 

@@ -153,8 +153,7 @@ class _Worker:
 
         self.it = None
         self.epoch = epoch
-        self.credits = credits
-        self.chunk = 1
+        self.credits = credits  # the chunk size carries over: the pipeline's speed rarely changes
         seed_globals(mix(seed, self.rank, self.worker_id))
         self.feed.buffer.clear()
         self.feed.ended = False
