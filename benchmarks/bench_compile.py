@@ -8,7 +8,7 @@ default backend: replay on CPU, cuda_graph on CUDA), ``torch_func`` (eager), ``t
 compile times (first-call costs) are reported separately and never enter the medians.
 
 Usage: python benchmarks/bench_compile.py [--quick] [--device cuda] [--backend replay|cuda_graph|inductor]
-       [--no-torch-compile] [--only NAME] [--json out.json]
+       [--no-torch-compile] [--loom-inductor] [--only NAME] [--json out.json]
 """
 
 from __future__ import annotations
@@ -40,6 +40,9 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--backend", default=None, help="loom.func.compile backend (default: per device)")
     parser.add_argument("--only", default=None, help="run only benchmarks whose name contains this")
     parser.add_argument("--no-torch-compile", action="store_true", help="skip the torch.compile baseline")
+    parser.add_argument(
+        "--loom-inductor", action="store_true", help="also time compiled Loom with backend='inductor'"
+    )
     parser.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: 1 on cpu, a shared machine)"
     )
@@ -140,7 +143,9 @@ def _check_same(name: str, who: str, ours: Any, theirs: Any) -> None:
             raise RuntimeError(f"bench_compile: {name}: {who} and torch.func eager disagree")
 
 
-def run_case(suite: Suite, name: str, case: Case, backend: str | None, with_torch_compile: bool) -> None:
+def run_case(
+    suite: Suite, name: str, case: Case, backend: str | None, with_torch_compile: bool, loom_inductor: bool
+) -> None:
     build, inputs = case
     eager_tf = build(tf)
     eager_loom = build(lf)
@@ -170,6 +175,11 @@ def run_case(suite: Suite, name: str, case: Case, backend: str | None, with_torc
             _check_same(name, "torch.compile", theirs, reference)
             fns["torch_compile"] = lambda: tc(*inputs)
             extra["torch_compile_first_call_s"] = tc_first
+    if loom_inductor:
+        li = lf.compile(build(lf), backend="inductor")
+        _check_same(name, "compiled Loom (inductor)", _first_call(li, inputs)[0], reference)
+        fns["loom_inductor"] = lambda: li(*inputs)
+        extra["loom_inductor_compile_s"] = li.cache_info().compile_seconds
     record = suite.compare(name, loom=lambda: compiled(*inputs), **fns)
     record.extra = extra
     if compiled.cache_info().misses != 1:
@@ -180,7 +190,12 @@ def run_case(suite: Suite, name: str, case: Case, backend: str | None, with_torc
         if "torch_compile_first_call_s" in extra
         else extra.get("torch_compile_error", "torch.compile skipped")
     )
-    print(f"[{name}] loom backend={extra['loom_backend']}: {first}; {tc_note}", flush=True)
+    li_note = (
+        f"; loom inductor compile {extra['loom_inductor_compile_s']:.2f} s"
+        if "loom_inductor_compile_s" in extra
+        else ""
+    )
+    print(f"[{name}] loom backend={extra['loom_backend']}: {first}; {tc_note}{li_note}", flush=True)
 
 
 def main() -> None:
@@ -211,9 +226,9 @@ def main() -> None:
             continue
         if name.startswith("ensemble"):
             with torch.no_grad():
-                run_case(suite, name, make(), args.backend, not args.no_torch_compile)
+                run_case(suite, name, make(), args.backend, not args.no_torch_compile, args.loom_inductor)
         else:
-            run_case(suite, name, make(), args.backend, not args.no_torch_compile)
+            run_case(suite, name, make(), args.backend, not args.no_torch_compile, args.loom_inductor)
     suite.finish(args.json)
 
 

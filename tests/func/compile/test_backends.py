@@ -50,6 +50,9 @@ def test_cuda_graph_without_cuda_warns_and_replays() -> None:
 
 
 @pytest.mark.slow
+# torch's inductor uses its own deprecated helpers (torch._prims_common.check, torch.jit.script_method).
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 @pytest.mark.skipif(
     inductor_available() is not None, reason=f"torch.compile unavailable: {inductor_available()}"
 )
