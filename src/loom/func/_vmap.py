@@ -126,14 +126,20 @@ def _vmap_once(
 ) -> Any:
     with push_level(VmapLevel(formatter, size, randomness)) as level, random_mode(level):
         wrapped = [
-            x if d is None else BatchedTensor(x if d == 0 else x.movedim(d, 0), level.id)
-            for x, d in zip(flat_args, flat_in)
+            x if d is None else BatchedTensor(_physical(x, d), level.id) for x, d in zip(flat_args, flat_in)
         ]
         out = func(*pytree.tree_unflatten(wrapped, args_spec), **kwargs)
         flat_out, out_spec = pytree.tree_flatten(out)
         flat_od = _flat_dims(out_dims, out_spec, "out_dims", formatter)
         unwrapped = [_unwrap_output(o, d, level, func) for o, d in zip(flat_out, flat_od)]
     return pytree.tree_unflatten(unwrapped, out_spec)
+
+
+def _physical(x: torch.Tensor, d: int) -> torch.Tensor:
+    """The input with its batch dim first and no lazy conj/neg bit (NOTE [no conjugate or negative bits...])."""
+    if x.is_conj() or x.is_neg():
+        x = x.resolve_conj().resolve_neg()
+    return x if d == 0 else x.movedim(d, 0)
 
 
 def _unwrap_output(o: Any, od: Any, level: VmapLevel, func: Any) -> Any:

@@ -62,3 +62,11 @@ def is_same_size(args: Any, bdims: Any, **kwargs: Any) -> tuple[Any, Any]:
     shape_a = a.shape[1:] if bdims[0] is not None else a.shape
     shape_b = b.shape[1:] if bdims[1] is not None else b.shape
     return shape_a == shape_b, None
+
+
+@batch_rule(aten.resize_.default, aten.resize_as_.default, aten.set_.source_Tensor, aten.set_.default)
+def resize(args: Any, bdims: Any, **kwargs: Any) -> tuple[Any, Any]:
+    raise RuntimeError(
+        f"{current_level().call}: in-place resize/set of a batched tensor is not supported under vmap; "
+        "build a new tensor instead"
+    )

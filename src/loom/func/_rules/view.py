@@ -158,14 +158,21 @@ def _unary_view(op: Any) -> Any:
     return rule
 
 
-for _op in (
-    aten.view_as_real.default,
-    aten.view_as_complex.default,
-    aten._conj.default,
-    aten.conj_physical.default,
-    aten._neg_view.default,
-):
+for _op in (aten.view_as_real.default, aten.view_as_complex.default, aten.conj_physical.default):
     batch_rule(_op)(_unary_view(_op))
+
+
+# NOTE [no conjugate or negative bits on physical tensors]: rules run below the Conjugate and Negative
+# dispatch keys, so kernels would read a lazily conjugated (or negated) physical tensor's memory as it is.
+# The lazy views are therefore materialized, and vmap resolves such bits on its inputs.
+@batch_rule(aten._conj.default)
+def conj(args: Any, bdims: Any, **kwargs: Any) -> tuple[Any, Any]:
+    return torch.conj_physical(_x(args, bdims)), 0
+
+
+@batch_rule(aten._neg_view.default)
+def neg_view(args: Any, bdims: Any, **kwargs: Any) -> tuple[Any, Any]:
+    return torch.neg(_x(args, bdims)), 0
 
 
 @batch_rule(aten.index_select.default)
