@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -137,7 +138,10 @@ class DistributedDataParallel(nn.Module):
         self._authoritative_rank = 0
         self._join: Join | None = None
         self._hook_registered = False
-        self._check_shapes(named)
+        device = named[0][1].device
+        # object collectives on NCCL use the current CUDA device: make it the parameters' one
+        with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
+            self._check_shapes(named)
         self._buffer_list = [b for b in module.buffers()]
         if init_sync and self.world_size > 1:
             with torch.no_grad():
