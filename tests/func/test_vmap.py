@@ -240,3 +240,9 @@ def test_modules_under_vmap_of_grad_match_torch_func() -> None:
             assert_trees_close(ours, theirs, rtol=1e-4, atol=1e-6)
     finally:
         lf.set_vmap_fallback(previous)
+
+
+def test_conjugate_views_are_materialized() -> None:
+    x = torch.randn(3, 4, dtype=torch.complex128)
+    check_vmap(lambda a: torch.conj(a) * 2, [x])
+    check_vmap(lambda a: a * 2, [x.conj()])
