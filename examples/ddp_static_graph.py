@@ -12,7 +12,7 @@ Each rank trains on its own slice of every global batch. Checks, printed by rank
   (float64, tolerance 1e-9): data parallelism changes nothing but the speed;
 - every rank holds the same parameters;
 - the same training with ``torch.nn.parallel.DistributedDataParallel`` gives the same parameters;
-- the loss went down (the last 5 steps' mean below 80% of the first 5 steps').
+- the loss went down (the last 5 steps' mean below half the first 5 steps').
 
 Run (2 processes on CPU with Gloo; NCCL and one GPU per process when CUDA is available):
 
@@ -66,7 +66,7 @@ def make_data(
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The same global batches on every rank (seeded); each rank then takes its slice."""
     gen = torch.Generator().manual_seed(1234)
-    true_w = torch.randn(features, 1, generator=gen, dtype=torch.float64)
+    true_w = torch.randn(features, 1, generator=gen, dtype=torch.float64) / features**0.5
     batches = []
     for _ in range(steps):
         x = torch.randn(global_batch, features, generator=gen, dtype=torch.float64)
@@ -75,17 +75,26 @@ def make_data(
     return batches
 
 
-def train(model: nn.Module, batches, rank: int, world: int, lr: float) -> list[float]:  # type: ignore[no-untyped-def]
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
-    losses = []
+def train(models: list[nn.Module], batches, rank: int, world: int, lr: float):  # type: ignore[no-untyped-def]
+    """Trains each model on the same batches (this rank's slice), step by step in turn.
+
+    Returns each model's losses and seconds spent; taking turns every step lets a busy machine's
+    noise hit all models alike.
+    """
+    optimizers = [torch.optim.SGD(m.parameters(), lr=lr, momentum=0.9) for m in models]
+    losses: list[list[float]] = [[] for _ in models]
+    seconds = [0.0 for _ in models]
     for x, y in batches:
         shard = slice(rank * len(x) // world, (rank + 1) * len(x) // world)
-        optimizer.zero_grad(set_to_none=True)
-        loss = nn.functional.mse_loss(model(x[shard]), y[shard])
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    return losses
+        for i, (model, optimizer) in enumerate(zip(models, optimizers)):
+            start = time.perf_counter()
+            optimizer.zero_grad(set_to_none=True)
+            loss = nn.functional.mse_loss(model(x[shard]), y[shard])
+            loss.backward()
+            optimizer.step()
+            losses[i].append(loss.item())
+            seconds[i] += time.perf_counter() - start
+    return losses, seconds
 
 
 def flat_params(model: nn.Module) -> torch.Tensor:
@@ -129,16 +138,10 @@ def main() -> int:
     batches = make_data(steps, args.batch, features, device)
 
     model = DistributedDataParallel(copy.deepcopy(initial), device_ids=device_ids, static_graph=True)
-    start = time.perf_counter()
-    losses = train(model, batches, rank, world, lr)
-    loom_s = time.perf_counter() - start
-
     anchor = torch.nn.parallel.DistributedDataParallel(
         copy.deepcopy(initial), device_ids=device_ids, static_graph=True
     )
-    start = time.perf_counter()
-    train(anchor, batches, rank, world, lr)
-    torch_s = time.perf_counter() - start
+    (losses, _), (loom_s, torch_s) = train([model, anchor], batches, rank, world, lr)
 
     # Every rank's parameters, gathered for comparison.
     mine = flat_params(model.module)
@@ -149,11 +152,11 @@ def main() -> int:
     # The plain-PyTorch way: one process, the whole global batch, no checkpointing.
     reference = CheckpointedNet(features, width, depth, checkpointing=False).double().to(device)
     reference.load_state_dict(initial.state_dict())
-    train(reference, batches, 0, 1, lr)
+    train([reference], batches, 0, 1, lr)
     err = (mine - flat_params(reference)).abs().max().item()
     err_torch = (mine - flat_params(anchor.module)).abs().max().item()
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
-    ok = same_everywhere and err < 1e-9 and err_torch < 1e-9 and last < 0.8 * first
+    ok = same_everywhere and err < 1e-9 and err_torch < 1e-9 and last < 0.5 * first
     if rank == 0:
         print(
             f"{world} processes on {device.type} ({dist.get_backend()}), {steps} steps, static_graph=True, checkpointed blocks"
