@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import resource
 
 import pytest
@@ -82,6 +83,8 @@ def test_file_opener_encoding_and_errors(tmp_path) -> None:
         FileOpener(IterableWrapper([]), mode="b", encoding="utf-8")
     with pytest.raises(FileNotFoundError, match=r"missing\.txt"):
         list(FileOpener(IterableWrapper([str(tmp_path / "missing.txt")])))
+    with pytest.raises(IsADirectoryError, match=re.escape(str(tmp_path))):
+        list(FileOpener(IterableWrapper([str(tmp_path)])))
 
 
 def test_streams_close_on_consumption_and_collection(tree) -> None:
@@ -114,10 +117,21 @@ def test_ten_thousand_small_files_with_few_descriptors(tmp_path) -> None:
     try:
         lines = list(FileLister(str(tmp_path)).open_files().readlines(return_path=False))
         reads = [s.read() for _, s in FileLister(str(tmp_path)).open_files("b")]
+        # 10,000 pairs waiting in a shuffle buffer, or in a list, hold no descriptors until read
+        shuffled = [
+            s.read() for _, s in FileLister(str(tmp_path)).open_files("b").shuffle(buffer_size=10_000)
+        ]
+        held = list(FileLister(str(tmp_path)).open_files("b"))
+        held_reads = []
+        for _, s in held:
+            with s:
+                held_reads.append(s.read())
+        del held
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert lines == [str(i) for i in range(10_000)]
-    assert reads == [f"{i}\n".encode() for i in range(10_000)]
+    assert reads == held_reads == [f"{i}\n".encode() for i in range(10_000)]
+    assert sorted(shuffled) == sorted(reads)
 
 
 @pytest.mark.parametrize("chunk", [None, 1, 3, 100])

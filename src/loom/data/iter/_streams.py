@@ -47,15 +47,35 @@ class StreamWrapper:
         ([b'a\\n', b'b\\n'], True)
     """
 
-    __slots__ = ("__weakref__", "file_obj", "name", "spec")
+    __slots__ = ("__weakref__", "_file", "_opener", "name", "spec")
 
     def __init__(self, file_obj: Any, name: str | None = None, spec: dict[str, Any] | None = None) -> None:
-        self.file_obj = file_obj
+        self._file = file_obj
+        self._opener: Callable[[], Any] | None = None
         self.name = name if name is not None else getattr(file_obj, "name", repr(file_obj))
         self.spec = spec
 
+    @classmethod
+    def lazy(cls, opener: Callable[[], Any], name: str, spec: dict[str, Any] | None = None) -> StreamWrapper:
+        """A stream that calls ``opener()`` on first use, so that streams waiting in buffers (a shuffle
+        buffer of 10,000 files) hold no file descriptors."""
+        self = cls(None, name, spec)
+        self._opener = opener
+        return self
+
+    @property
+    def file_obj(self) -> Any:
+        """The wrapped stream (opened now if this StreamWrapper is lazy)."""
+        f = self._file
+        if f is None:
+            opener, self._opener = self._opener, None
+            if opener is None:
+                raise ValueError(f"I/O operation on closed stream {self.name!r}")
+            f = self._file = opener()
+        return f
+
     def __getattr__(self, attr: str) -> Any:
-        if attr in ("file_obj", "name", "spec"):  # not set yet (while unpickling)
+        if attr in ("_file", "_opener", "name", "spec"):  # not set yet (while unpickling)
             raise AttributeError(attr)
         return getattr(self.file_obj, attr)
 
@@ -80,13 +100,16 @@ class StreamWrapper:
             raise ValueError(f"error reading {self.name!r}: corrupt or truncated data: {err}") from err
 
     def close(self) -> None:
-        close = getattr(getattr(self, "file_obj", None), "close", None)
+        self._opener = None  # a lazy stream closed before its first use is never opened
+        close = getattr(getattr(self, "_file", None), "close", None)
         if close is not None:
             close()
 
     @property
     def closed(self) -> bool:
-        return bool(getattr(self.file_obj, "closed", False))
+        if self._file is None:
+            return self._opener is None
+        return bool(getattr(self._file, "closed", False))
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
