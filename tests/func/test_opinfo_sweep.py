@@ -1,4 +1,4 @@
-"""torch's OpInfo database through vmap, compared with a per-example loop: no wrong results.
+"""torch's OpInfo database through vmap and vmap(grad), compared with per-example loops: no wrong results.
 
 Errors (unsupported patterns such as .item()) are allowed and counted; a result that differs from the loop
 fails. Run ``python tests/func/test_opinfo_sweep.py`` for the report over every sample (paths taken: rule,
@@ -103,6 +103,62 @@ def _same(got: Any, expected: list[Any]) -> bool:
     return True
 
 
+def sweep_grad(samples_per_op: int) -> tuple[collections.Counter[str], list[str]]:
+    """vmap(grad(f)) against a loop of torch.func.grad, f = a weighted sum of the op's floating outputs."""
+    import torch.func as tf
+    from torch.testing._internal.common_methods_invocations import op_db
+
+    counts: collections.Counter[str] = collections.Counter()
+    wrong = []
+    for opinfo in op_db:
+        if not opinfo.supports_autograd:
+            continue
+        try:
+            samples = list(opinfo.sample_inputs("cpu", torch.float64, requires_grad=False))[:samples_per_op]
+        except Exception:
+            continue
+        for s in samples:
+            x = s.input
+            if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.layout != torch.strided:
+                continue
+            if any(isinstance(v, torch.Tensor) for v in s.kwargs.values()):
+                continue
+
+            def f(
+                v: torch.Tensor, op: Any = opinfo.op, rest: Any = s.args, kw: Any = s.kwargs
+            ) -> torch.Tensor:
+                leaves = [
+                    o
+                    for o in torch.utils._pytree.tree_leaves(op(v, *rest, **kw))
+                    if isinstance(o, torch.Tensor) and o.is_floating_point()
+                ]
+                total = v.sum() * 0
+                for o in leaves:
+                    total = total + (o * o.detach().cos()).sum()
+                return total
+
+            xs = torch.stack([x + 0.01 * i for i in range(BATCH)])
+            try:
+                expected = torch.stack([tf.grad(f)(xs[i]) for i in range(BATCH)])
+            except Exception:
+                counts["loop error"] += 1
+                continue
+            try:
+                got = lf.vmap(lf.grad(f))(xs)
+            except Exception:
+                counts["vmap error"] += 1
+                continue
+            ok = got.shape == expected.shape and torch.allclose(
+                got, expected, rtol=1e-5, atol=1e-6, equal_nan=True
+            )
+            counts["ok" if ok else "WRONG"] += 1
+            if not ok:
+                wrong.append(
+                    opinfo.name + ("." + opinfo.variant_test_name if opinfo.variant_test_name else "")
+                )
+    return counts, wrong
+
+
 @pytest.fixture
 def _silent_fallback() -> Iterator[None]:
     previous = lf.set_vmap_fallback("silent")
@@ -121,10 +177,22 @@ def test_opinfo_vmap_has_no_wrong_results() -> None:
     assert not wrong, f"vmap differs from the per-example loop for: {sorted(set(wrong))}"
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("_silent_fallback")
+def test_opinfo_vmap_of_grad_has_no_wrong_results() -> None:
+    pytest.importorskip("expecttest")
+    counts, wrong = sweep_grad(samples_per_op=1)
+    assert counts["ok"] > 300, counts
+    assert not wrong, f"vmap(grad) differs from the per-example loop for: {sorted(set(wrong))}"
+
+
 if __name__ == "__main__":
     lf.set_vmap_fallback("silent")
     warnings.simplefilter("ignore")
     counts, wrong = sweep(samples_per_op=100)
-    print(dict(counts))
+    print("vmap:", dict(counts))
+    print("wrong:", sorted(set(wrong)))
+    counts, wrong = sweep_grad(samples_per_op=3)
+    print("vmap(grad):", dict(counts))
     print("wrong:", sorted(set(wrong)))
     print("paths:", dict(collections.Counter(PATH_USED.values())))
