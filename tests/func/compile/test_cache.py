@@ -211,3 +211,29 @@ def test_public_name_and_docstring_example() -> None:
     for test in finder.find(_api.compile, "compile", globs={}):
         runner.run(test)
     assert runner.failures == 0 and runner.tries > 0
+
+
+def test_namedtuples_ordered_dicts_and_nested_containers_round_trip() -> None:
+    from collections import OrderedDict, namedtuple
+
+    Pair = namedtuple("Pair", ["a", "b"])
+
+    def f(pair: Any, d: Any, xs: list[Any]) -> Any:
+        g = lf.grad(lambda v: (v.sin() * pair.b).sum())(pair.a)
+        return Pair(g, d["k"] * 2), OrderedDict(z=xs[0] + xs[1][0], y=None), [1, "s"]
+
+    def g(pair: Any, d: Any, xs: list[Any]) -> Any:
+        grad = tf.grad(lambda v: (v.sin() * pair.b).sum())(pair.a)
+        return Pair(grad, d["k"] * 2), OrderedDict(z=xs[0] + xs[1][0], y=None), [1, "s"]
+
+    c = lf.compile(f)
+    for _ in range(2):
+        args = (
+            Pair(torch.randn(3), torch.randn(3)),
+            OrderedDict(k=torch.randn(2)),
+            [torch.ones(1), (torch.ones(1),)],
+        )
+        ours = c(*args)
+        assert type(ours[0]) is Pair and type(ours[1]) is OrderedDict
+        assert_trees_close(ours, g(*args))
+    assert c.cache_info().hits == 1

@@ -110,7 +110,9 @@ class CompiledFunction:
         self._trace_seconds += time.perf_counter() - start
         inputs = [leaves[i] for i in traced.tensor_positions]
         backend = self._backend or default_backend(traced, inputs)
-        run, used, seconds, first = build(backend, traced, inputs, self._dynamic, self._call)
+        run, used, seconds, first = build(
+            backend, traced, inputs, self._dynamic, self._call, explicit=self._backend is not None
+        )
         self._compile_seconds += seconds
         entry = _Entry(traced, run, used, traced.tensor_positions)
         self._cache.setdefault(key, []).append(entry)

@@ -149,9 +149,9 @@ def inductor_runner(traced: Traced, dynamic: bool) -> Runner:
 
 
 def build(
-    name: str, traced: Traced, inputs: list[torch.Tensor], dynamic: bool, call: str
+    name: str, traced: Traced, inputs: list[torch.Tensor], dynamic: bool, call: str, explicit: bool = True
 ) -> tuple[Runner, str, float, list[torch.Tensor] | None]:
-    """The runner for backend ``name`` (``"replay"`` if it cannot run here, with a warning), the backend
+    """The runner for backend ``name`` (``"replay"`` if it cannot run here; warns if asked for), the backend
     actually used, the seconds spent compiling, and the outputs of the first run if building ran it."""
     fn, _ = generate(traced.gm)
     start = time.perf_counter()
@@ -165,7 +165,10 @@ def build(
                 problem = f"capture failed ({type(exc).__name__}: {_first_line(exc)})"
             else:
                 return runner, name, time.perf_counter() - start, first
-        warnings.warn(f"{call}: backend='cuda_graph' cannot be used: {problem}; using 'replay'", stacklevel=4)
+        if explicit:  # the default choice falls back quietly (it only picks cuda_graph where it should work)
+            warnings.warn(
+                f"{call}: backend='cuda_graph' cannot be used: {problem}; using 'replay'", stacklevel=4
+            )
     elif name == "inductor":
         problem = inductor_available()
         if problem is None:

@@ -10,6 +10,7 @@ function computes is part of the key too: grad mode and the default dtype.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -18,9 +19,55 @@ from torch.utils import _pytree as pytree
 _PLAIN_TENSORS = (torch.Tensor, torch.nn.Parameter)
 
 
+# NOTE [a cheap pytree]
+# ``torch.utils._pytree`` costs tens of microseconds per call to flatten and to hash a ``TreeSpec``, more
+# than a cached small graph takes to run. Plain tuples, lists and dicts (the common containers) are
+# flattened here into a structure of nested plain tuples, which hashes fast; any other registered pytree
+# node (namedtuples, OrderedDict, custom nodes) is handed to ``torch.utils._pytree`` as a whole.
+
+
+def flatten(obj: Any, leaves: list[Any]) -> Any:
+    """Append the leaves of ``obj`` to ``leaves`` and return its structure. See NOTE [a cheap pytree]."""
+    kind = type(obj)
+    if kind is tuple:
+        return ("t", tuple([flatten(o, leaves) for o in obj]))
+    if kind is list:
+        return ("l", tuple([flatten(o, leaves) for o in obj]))
+    if kind is dict:
+        return ("d", tuple(obj), tuple([flatten(v, leaves) for v in obj.values()]))
+    if isinstance(obj, (tuple, list, dict)) or kind in pytree.SUPPORTED_NODES:
+        sub, spec = pytree.tree_flatten(obj)
+        leaves.extend(sub)
+        return ("p", spec, len(sub))
+    leaves.append(obj)
+    return None
+
+
+def unflatten(structure: Any, leaves: Iterator[Any]) -> Any:
+    """The inverse of :func:`flatten`, taking leaves from an iterator."""
+    if structure is None:
+        return next(leaves)
+    kind = structure[0]
+    if kind == "t":
+        return tuple([unflatten(s, leaves) for s in structure[1]])
+    if kind == "l":
+        return [unflatten(s, leaves) for s in structure[1]]
+    if kind == "d":
+        return dict(zip(structure[1], [unflatten(s, leaves) for s in structure[2]]))
+    return pytree.tree_unflatten([next(leaves) for _ in range(structure[2])], structure[1])
+
+
 def flatten_inputs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[list[Any], Any]:
     """The leaves of ``(args, kwargs)`` and their structure."""
-    return pytree.tree_flatten((args, kwargs))
+    leaves: list[Any] = []
+    structure = (flatten(args, leaves), flatten(kwargs, leaves))
+    return leaves, structure
+
+
+def unflatten_inputs(leaves: list[Any], structure: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """``(args, kwargs)`` from leaves and the structure of :func:`flatten_inputs`."""
+    it = iter(leaves)
+    return unflatten(structure[0], it), unflatten(structure[1], it)
 
 
 def _leaf_key(leaf: Any, dynamic: bool, keep: list[Any]) -> Any:
@@ -64,7 +111,7 @@ def describe(leaves: list[Any], spec: Any) -> str:
             return f"Tensor[{', '.join(str(s) for s in leaf.shape)}]"
         return repr(leaf)
 
-    args, kwargs = pytree.tree_unflatten([one(leaf) for leaf in leaves], spec)
+    args, kwargs = unflatten_inputs([one(leaf) for leaf in leaves], spec)
     parts = [str(a) if isinstance(a, str) else repr(a).replace("'", "") for a in args]
     parts += [f"{k}={v}" for k, v in kwargs.items()]
     return "(" + ", ".join(parts) + ")"

@@ -29,10 +29,10 @@ from typing import Any
 import torch
 import torch.fx
 from torch.fx.experimental.proxy_tensor import make_fx
-from torch.utils import _pytree as pytree
 
 from .. import _levels
 from ._passes import simplify
+from ._signature import flatten, unflatten, unflatten_inputs
 
 _SIMPLE_OUTPUTS = (bool, int, float, str, type(None), torch.dtype, torch.device)
 
@@ -61,7 +61,7 @@ class Traced:
         leaves = list(self.out_leaves)
         for pos, out in zip(self.out_tensor_positions, outs):
             leaves[pos] = out
-        return pytree.tree_unflatten(leaves, self.out_spec)
+        return unflatten(self.out_spec, iter(leaves))
 
 
 def trace(func: Callable[..., Any], leaves: list[Any], in_spec: Any, dynamic: bool) -> Traced:
@@ -76,10 +76,11 @@ def trace(func: Callable[..., Any], leaves: list[Any], in_spec: Any, dynamic: bo
         filled = list(template)
         for i, t in zip(positions, tensors):
             filled[i] = t
-        args, kwargs = pytree.tree_unflatten(filled, in_spec)
+        args, kwargs = unflatten_inputs(filled, in_spec)
         out = func(*args, **kwargs)
         result["single"] = isinstance(out, torch.Tensor)
-        out_leaves, out_spec = pytree.tree_flatten(out)
+        out_leaves: list[Any] = []
+        out_spec = flatten(out, out_leaves)
         tensor_pos = [i for i, leaf in enumerate(out_leaves) if isinstance(leaf, torch.Tensor)]
         for leaf in out_leaves:
             if not isinstance(leaf, (torch.Tensor, *_SIMPLE_OUTPUTS)):
