@@ -19,6 +19,7 @@ import os
 import statistics
 import sys
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,29 @@ def _timed(make: Any, expected: int, warmup: int, repeats: int) -> float:
         gc.collect()
 
 
+def _proc_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _loom_cpu(pipe: Any, workers: int, expected: int) -> dict[str, Any]:
+    """CPU seconds of one epoch, main and each worker (Linux): what the wall time would be on idle cores."""
+    loader = _loom_loader(pipe, workers)
+    try:
+        _checked(loader, expected)()
+        pids = loader.reading_service.worker_pids if workers else []
+        before = [_proc_cpu(p) for p in pids]
+        main0 = time.process_time()
+        _checked(loader, expected)()
+        main = time.process_time() - main0
+        return {
+            "main_cpu_s": round(main, 3),
+            "worker_cpu_s": [round(_proc_cpu(p) - b, 3) for p, b in zip(pids, before)],
+        }
+    finally:
+        loader.shutdown()
+
+
 def main() -> None:
     args = cli_args(__doc__)
     n = 50_000 if args.quick else 1_000_000
@@ -166,8 +190,15 @@ def main() -> None:
                 )
             medians = {who: _timed(make, expected, warmup, repeats) for who, make in makers.items()}
             ratios = {who: medians[who] / medians["loom"] for who in medians if who != "loom"}
-            suite.records.append(Record(suite.name, f"{name}, {workers} workers", medians, ratios, n))
+            record = Record(suite.name, f"{name}, {workers} workers", medians, ratios, n)
+            if Path("/proc/self/stat").exists():
+                record.extra = _loom_cpu(build(_LoomNS, source), workers, expected)
+            suite.records.append(record)
     suite.finish(args.json)
+    print("Loom CPU seconds per epoch (main; workers):")
+    for r in suite.records:
+        if r.extra:
+            print(f"  {r.name}: {r.extra['main_cpu_s']}; {r.extra['worker_cpu_s']}")
 
 
 if __name__ == "__main__":
