@@ -129,3 +129,19 @@ def test_s3_resume_and_save(s3) -> None:
     assert_resumes_identically(pipe, every=3)
     out = list(IterableWrapper([("s3://loom/saved/o.bin", b"saved")]).save_by_fsspec(mode="wb", **options))
     assert [(u, s.read()) for u, s in S3FileLoader(out, **options)] == [("s3://loom/saved/o.bin", b"saved")]
+
+
+def test_missing_optional_library_names_the_extra(monkeypatch) -> None:
+    import sys
+
+    from loom.data.iter._fsspec import need
+
+    monkeypatch.setitem(sys.modules, "s3fs", None)  # makes `import s3fs` fail
+    with pytest.raises(
+        ImportError, match=r"list_files_by_s3 needs the `s3fs` package: pip install loom\[s3\]"
+    ):
+        list(S3FileLister(["s3://bucket/x"]))
+    with pytest.raises(
+        ImportError, match=r"demo needs the `no_such_lib_xyz` package: pip install loom\[io\]"
+    ):
+        need("no_such_lib_xyz", "io", "demo")
