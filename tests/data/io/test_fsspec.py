@@ -87,6 +87,7 @@ def test_fsspec_errors(memdir) -> None:
 @pytest.fixture(scope="module")
 def s3():
     pytest.importorskip("s3fs")
+    pytest.importorskip("moto.server")  # moto[server], from the [test] extra
     boto3 = pytest.importorskip("boto3")
     with s3_server() as options:
         client = boto3.client(
