@@ -109,11 +109,11 @@ def s3():
 @pytest.mark.timeout(60)
 def test_s3_listing_and_loading_through_moto(s3) -> None:
     options, objects = s3
-    listed = list(S3FileLister(["s3://loom/data/"], **options))
+    listed = list(S3FileLister(["s3://loom/data/"], -1, 5000, "us-east-1", **options))  # torchdata's order
     expected = sorted(f"s3://loom/{k}" for k in objects if k.startswith("data/"))
     assert listed == expected
     assert list(IterableWrapper(["s3://loom/data/part-"]).list_files_by_s3(**options)) == expected[1:]
-    loaded = [(u, s.read()) for u, s in S3FileLoader(listed, **options)]
+    loaded = [(u, s.read()) for u, s in S3FileLoader(listed, 5000, "us-east-1", 1 << 20, **options)]
     assert loaded == [(u, objects[u[len("s3://loom/") :]]) for u in listed]
     assert list(FSSpecFileLister("s3://loom/data", "*.txt", **options)) == expected[1:]
     with pytest.raises(ValueError, match="list_files_by_s3: expected s3:// URLs, got 'loom/data'"):

@@ -148,6 +148,10 @@ def test_parquet_tables_and_rows_match_pyarrow(tmp_path) -> None:
     rows = list(IterableWrapper([path]).load_parquet_as_df(columns=["b"], as_rows=True))
     assert rows == pq.read_table(path, columns=["b"]).to_pylist()
     assert_resumes_identically(lambda: IterableWrapper([path, path]).load_parquet_as_df(as_rows=True))
+    with pytest.raises(
+        ValueError, match="load_parquet_as_df: dtype='x' and device='' are torcharrow options"
+    ):
+        ParquetDataFrameLoader(IterableWrapper([path]), "x")
     bad = tmp_path / "bad.parquet"
     bad.write_bytes(b"PAR1 nope")
     with pytest.raises(

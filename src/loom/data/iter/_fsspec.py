@@ -228,12 +228,20 @@ class FSSpecSaver(IterDataPipe):
         return self._source_len()
 
 
-def _s3_options(region: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+def _s3_options(call: str, region: str, request_timeout_ms: int, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """torchdata's S3 arguments as s3fs options: ``region`` -> ``region_name``, the timeout -> botocore's."""
     options = dict(kwargs)
     if region:
         client = dict(options.get("client_kwargs", {}))
         client.setdefault("region_name", region)
         options["client_kwargs"] = client
+    if isinstance(request_timeout_ms, bool) or not isinstance(request_timeout_ms, int):
+        raise TypeError(f"{call}: request_timeout_ms must be an int, got {request_timeout_ms!r}")
+    if request_timeout_ms > 0:
+        config = dict(options.get("config_kwargs", {}))
+        config.setdefault("connect_timeout", request_timeout_ms / 1000)
+        config.setdefault("read_timeout", request_timeout_ms / 1000)
+        options["config_kwargs"] = config
     return options
 
 
@@ -247,6 +255,7 @@ class S3FileLister(FSSpecFileLister):
     Args:
         source_datapipe: yields ``s3://bucket/prefix`` URLs.
         length: the value of ``len()``.
+        request_timeout_ms: connect and read timeout in milliseconds (``-1``: s3fs's default).
         region: the AWS region.
         masks: glob pattern(s) matched against object names.
         **kwargs: s3fs options (``anon``, ``key``, ``secret``, ``client_kwargs={"endpoint_url": ...}``).
@@ -260,11 +269,13 @@ class S3FileLister(FSSpecFileLister):
         self,
         source_datapipe: Any,
         length: int = -1,
+        request_timeout_ms: int = -1,
         region: str = "",
         masks: str | list[str] = "",
         **kwargs: Any,
     ) -> None:
-        super().__init__(_as_roots("list_files_by_s3", source_datapipe), masks, **_s3_options(region, kwargs))
+        options = _s3_options("list_files_by_s3", region, request_timeout_ms, kwargs)
+        super().__init__(_as_roots("list_files_by_s3", source_datapipe), masks, **options)
         self.length = length
 
     def _list(self, root: Any) -> list[str]:
@@ -288,8 +299,10 @@ class S3FileLoader(FSSpecFileOpener):
 
     Args:
         source_datapipe: yields ``s3://bucket/key`` URLs.
+        request_timeout_ms: connect and read timeout in milliseconds (``-1``: s3fs's default).
         region: the AWS region.
         buffer_size: s3fs's read block size in bytes.
+        multi_part_download: accepted for torchdata compatibility; s3fs reads in ranged blocks anyway.
         **kwargs: s3fs options, as for S3FileLister.
 
     Example:
@@ -298,10 +311,17 @@ class S3FileLoader(FSSpecFileOpener):
     """
 
     def __init__(
-        self, source_datapipe: Any, region: str = "", buffer_size: int | None = None, **kwargs: Any
+        self,
+        source_datapipe: Any,
+        request_timeout_ms: int = -1,
+        region: str = "",
+        buffer_size: int | None = None,
+        multi_part_download: bool | None = None,
+        **kwargs: Any,
     ) -> None:
         open_kwargs = {} if buffer_size is None else {"block_size": buffer_size}
-        super().__init__(source_datapipe, "rb", kwargs_for_open=open_kwargs, **_s3_options(region, kwargs))
+        options = _s3_options("load_files_by_s3", region, request_timeout_ms, kwargs)
+        super().__init__(source_datapipe, "rb", kwargs_for_open=open_kwargs, **options)
 
     def _open(self, url: Any) -> tuple[str, StreamWrapper]:
         need("s3fs", "s3", "load_files_by_s3")

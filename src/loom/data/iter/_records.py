@@ -229,7 +229,9 @@ class ParquetDataFrameLoader(_ArchiveLoader):
 
     Args:
         source_datapipe: yields file paths, or ``(path, stream)`` pairs.
+        dtype: torchdata's torcharrow schema; only ``None`` (pyarrow's own types) is supported.
         columns: the columns to read (default: all).
+        device: torchdata's torcharrow device; only ``""`` is supported.
         use_threads: let pyarrow decode with threads.
         as_rows: yield one dict per row.
         on_error: ``"raise"`` or ``"skip"`` a file that is not valid Parquet.
@@ -247,11 +249,19 @@ class ParquetDataFrameLoader(_ArchiveLoader):
     def __init__(
         self,
         source_datapipe: Any,
+        dtype: Any = None,
         columns: list[str] | None = None,
+        device: str = "",
         use_threads: bool = False,
+        *,
         as_rows: bool = False,
         on_error: str = "raise",
     ) -> None:
+        if dtype is not None or device != "":
+            raise ValueError(
+                f"load_parquet_as_df: dtype={dtype!r} and device={device!r} are torcharrow options; Loom yields "
+                "pyarrow Tables, so pass dtype=None and device='' (cast with Table.cast)"
+            )
         super().__init__(source_datapipe, -1, on_error)
         self.columns = columns
         self.use_threads = use_threads
