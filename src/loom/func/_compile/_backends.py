@@ -158,9 +158,9 @@ def build(
     if name == "cuda_graph":
         problem = cuda_graph_problem(traced, inputs)
         if problem is None:
-            runner: Runner = _PerShape(fn, traced) if dynamic else CudaGraphRunner(fn, traced, inputs)
-            try:
-                first = runner(inputs)  # captures now, so that a failure can still fall back
+            try:  # capture now, so that a failure can still fall back
+                runner: Runner = _PerShape(fn, traced) if dynamic else CudaGraphRunner(fn, traced, inputs)
+                first = runner(inputs)
             except Exception as exc:
                 problem = f"capture failed ({type(exc).__name__}: {_first_line(exc)})"
             else:
