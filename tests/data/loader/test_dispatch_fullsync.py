@@ -71,3 +71,18 @@ def test_fullsync_without_ranks_passes_through_and_resumes() -> None:
         FullSync(IterableWrapper([1]), timeout=0)
     with pytest.raises(ValueError, match="fullsync: chunk must be >= 1, got 0"):
         FullSync(IterableWrapper([1]), chunk=0)
+
+
+@pytest.mark.multiprocess
+@pytest.mark.timeout(60)
+def test_loader_pipes_inside_torch_dataloader() -> None:
+    # In torch's DataLoader the dispatcher and fullsync pass through; the sharding_filter shards by worker.
+    import torch.utils.data
+
+    pipe = (
+        IterableWrapper(range(20)).sharding_round_robin_dispatch().sharding_filter().map(times10).fullsync()
+    )
+    loader = torch.utils.data.DataLoader(
+        pipe, batch_size=None, num_workers=2, multiprocessing_context="fork", timeout=30
+    )
+    assert sorted(int(x) for x in loader) == [x * 10 for x in range(20)]
