@@ -108,6 +108,14 @@ def test_dynamic_batch_size_does_not_retrace() -> None:
     assert c.cache_info().misses == 2
 
 
+def test_dynamic_trace_leaves_loom_func_modules_as_they_were() -> None:
+    import loom.func._rules._table as table
+    import loom.func._vmap as vmap_module
+
+    lf.compile(per_example_grads(lf), dynamic=True)(torch.randn(3, 2), 1.0)
+    assert "int" not in vars(vmap_module) and "int" not in vars(table)  # NOTE [symbolic batch sizes]
+
+
 def test_dynamic_shape_guards_retrace_when_the_graph_does_not_fit() -> None:
     def f(x: torch.Tensor) -> torch.Tensor:
         # A branch on a shape: the graph traced for n > 4 must not serve n <= 4.
