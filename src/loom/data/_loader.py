@@ -260,6 +260,10 @@ class DataLoader2:
     def stats(self) -> dict[str, Any]:
         """Epochs, elements yielded and seconds spent in ``next``; the service's counters; per-stage counts.
 
+        With workers, the service adds ``wait_s`` (main waiting for workers), ``chunks``, ``elements``
+        (received) and ``worker_busy_s`` (each worker's seconds inside the pipeline this epoch): a
+        pipeline-bound run has busy workers, a transport-bound one an idle main.
+
         Example:
             >>> from loom.data import DataLoader2
             >>> from loom.data.iter import IterableWrapper
@@ -270,10 +274,11 @@ class DataLoader2:
             (4, [4, 4])
             >>> loader.enable_stats(False)
         """
+        profile = getattr(self._last_stream, "profile", None) if hasattr(self, "_last_stream") else None
+        stages = profile() if profile is not None else []  # with workers, this asks them for a report
         out = dict(self._stats)
         out.update(self.reading_service.stats())
-        profile = getattr(self._last_stream, "profile", None) if hasattr(self, "_last_stream") else None
-        out["stages"] = profile() if profile is not None else []
+        out["stages"] = stages
         return out
 
     def __repr__(self) -> str:

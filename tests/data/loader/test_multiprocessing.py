@@ -141,6 +141,7 @@ def test_stats_with_workers_count_stages_per_worker() -> None:
     assert all(isinstance(r["produced"], int) for r in middle["stages"])
     assert stats["elements"] == len(out) == 6
     assert stats["workers"] == 2
+    assert len(stats["worker_busy_s"]) == 2 and all(t > 0 for t in stats["worker_busy_s"])
     rows = {(r["worker"], r["pipe"]): r["produced"] for r in stats["stages"]}
     # The oracle: the same pipeline run per shard in process.
     for w in range(2):

@@ -221,7 +221,8 @@ class MultiProcessingReadingService(ReadingServiceInterface):
             self._finalizer()
 
     def stats(self) -> dict[str, Any]:
-        return {"workers": self.num_workers, **self._stats}
+        busy = [slot.busy for slot in self._slots]
+        return {"workers": self.num_workers, **self._stats, "worker_busy_s": busy}
 
     @property
     def worker_pids(self) -> list[int]:

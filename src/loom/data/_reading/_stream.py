@@ -34,7 +34,7 @@ MP_STATE_VERSION = "loom.multiprocessing/1"
 class _Slot:
     """Main's view of one worker: its process, pipe, buffered elements, and whether it ended."""
 
-    __slots__ = ("buf", "conn", "done", "error", "index", "last", "proc", "profile")
+    __slots__ = ("buf", "busy", "conn", "done", "error", "index", "last", "proc", "profile")
 
     def __init__(self, index: int, proc: Any, conn: Any) -> None:
         self.index = index
@@ -45,6 +45,7 @@ class _Slot:
         self.error: BaseException | None = None
         self.last = 1  # size of the last chunk received
         self.profile: list[dict[str, Any]] = []  # per-stage counts, as of the last report
+        self.busy = 0.0  # seconds the worker spent in the pipeline this epoch, as of the last report
 
 
 def died(slot: _Slot) -> RuntimeError:
@@ -105,6 +106,7 @@ class _MPStream(Iterator[Any]):
             slot.done = False
             slot.error = None
             slot.profile = []
+            slot.busy = 0.0
             worker_state = None
             if state is not None:
                 w = state["workers"][i]
@@ -196,7 +198,8 @@ class _MPStream(Iterator[Any]):
         elif kind == END:
             slot.buf.extend(msg[2])
             slot.done = True
-            slot.profile = msg[3]
+            slot.profile = msg[3]["stages"]
+            slot.busy = msg[3]["busy_s"]
         elif kind == ERROR:
             slot.buf.extend(msg[2])
             slot.done = True
@@ -207,7 +210,8 @@ class _MPStream(Iterator[Any]):
                     f"DataLoader2.state_dict: worker {slot.index} could not save its state: {msg[3]}"
                 )
             if msg[4] is not None:
-                slot.profile = msg[4]
+                slot.profile = msg[4]["stages"]
+                slot.busy = msg[4]["busy_s"]
             return (msg[2],)
         return None
 

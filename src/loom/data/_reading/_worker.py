@@ -12,8 +12,9 @@
 #                   (STOP,)           drop the iteration;  (EXIT,) leave the loop
 #                   (FEED, items, ended)   input for the receiver after a round-robin dispatcher
 #   worker -> main: (DATA, epoch, items) | (END, epoch, items) | (ERROR, epoch, items, type, text)
-#                   (STATED, epoch, state or None, error text or None, stage rows) | (NEED, epoch)
-#                   END also carries the stage rows of the finished iteration.
+#                   (STATED, epoch, state or None, error text or None, report) | (NEED, epoch)
+#                   END also carries the report of the finished iteration: {"stages": per-stage
+#                   counts, "busy_s": seconds spent inside the pipeline this epoch}.
 #
 # Results are chunks: a list of consecutive elements (a whole batch is one element), so the cost of
 # crossing the process boundary is paid per chunk. Chunks grow while producing one takes under
@@ -113,6 +114,7 @@ class _Worker:
         self.epoch = -1
         self.credits = 0
         self.chunk = 1
+        self.busy = 0.0
         self.feed = _Feed(conn)
         self.reset_fn: Any = None
         self.init_error: BaseException | None = None
@@ -159,6 +161,7 @@ class _Worker:
         self.feed.ended = False
         self.feed.epoch = epoch
         profiling(count_stages)
+        self.busy = 0.0
         try:
             if self.init_error is not None:
                 raise self.init_error
@@ -177,7 +180,7 @@ class _Worker:
         if self.it is None:
             self.conn.send((STATED, self.epoch, None, None, None))
             return
-        rows = self.it.profile()  # type: ignore[attr-defined]
+        rows = self.report()
         if not full:
             self.conn.send((STATED, self.epoch, None, None, rows))
             return
@@ -199,7 +202,8 @@ class _Worker:
             for _ in range(size):
                 append(nxt())
         except StopIteration:
-            rows = self.it.profile()  # type: ignore[attr-defined]
+            self.busy += time.perf_counter() - began
+            rows = self.report()
             self.it = None
             self.conn.send((END, self.epoch, items, rows))
             return
@@ -207,12 +211,16 @@ class _Worker:
             self.send_error(items, err)
             return
         took = time.perf_counter() - began
+        self.busy += took
         if took < _FAST and size < _MAX_CHUNK:
             self.chunk = size * 2
         elif took > _SLOW and size > 1:
             self.chunk = size // 2
         self.credits -= 1
         self.conn.send((DATA, self.epoch, items))
+
+    def report(self) -> dict[str, Any]:
+        return {"stages": self.it.profile(), "busy_s": self.busy}  # type: ignore[union-attr]
 
     def send_error(self, items: list[Any], err: BaseException) -> None:
         self.it = None
