@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import multiprocessing
 import os
 
@@ -53,6 +54,10 @@ def test_cache_fetches_once_and_keeps_source_order(tmp_path) -> None:
     assert fetch.calls == ["n3", "n6"]
 
 
+def _as_stream(path: str, content: bytes) -> tuple[str, io.BytesIO]:
+    return path, io.BytesIO(content)
+
+
 def test_cache_outputs_match_torchdata_as_a_set(tmp_path) -> None:
     td = torchdata_iter()
     pytest.importorskip("portalocker")  # torchdata's cache needs it
@@ -65,8 +70,12 @@ def test_cache_outputs_match_torchdata_as_a_set(tmp_path) -> None:
         with open(fetch.path("n2"), "wb") as f:
             f.write(_content("n2"))
     ours = list(_cache_pipe(names, ours_fetch))
+    # torchdata's writer joins the data it is given as an iterable of chunks: hand it a file object.
     theirs = list(
-        td.IterableWrapper(names).on_disk_cache(filepath_fn=theirs_fetch.path).map(theirs_fetch).end_caching()
+        td.IterableWrapper(names)
+        .on_disk_cache(filepath_fn=theirs_fetch.path)
+        .map(lambda name: _as_stream(*theirs_fetch(name)))
+        .end_caching()
     )
     assert sorted(os.path.basename(p) for p in ours) == sorted(os.path.basename(p) for p in theirs)
     assert ours_fetch.calls == theirs_fetch.calls == ["n0", "n1", "n3", "n4"]
