@@ -154,5 +154,5 @@ def test_shutdown_is_prompt_with_large_chunks_in_flight() -> None:
     pids = loader.reading_service.worker_pids
     began = time.monotonic()
     loader.shutdown()
-    assert time.monotonic() - began < 3
+    assert time.monotonic() - began < 4.5  # the join timeout a blocked worker would hit is 5 s
     assert all(_gone(p) for p in pids)
