@@ -65,9 +65,18 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    # The end-to-end demo lands with its issue; until then the demo shows the environment.
-    print("loom demo: the end-to-end demo is not built yet; showing `loom info` instead.\n")
-    return _cmd_info(args)
+    from loom._demo import DemoOptions, run_demo
+
+    opts = DemoOptions(
+        epochs=args.epochs,
+        workers=args.workers,
+        processes=args.processes,
+        device=args.device,
+        out=args.out,
+        quick=args.quick,
+        min_accuracy=args.min_accuracy,
+    )
+    return run_demo(opts)
 
 
 def _benchmarks_dir() -> Path:
@@ -227,7 +236,22 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("info", help="versions, CUDA devices and distributed backends").set_defaults(
         func=_cmd_info
     )
-    sub.add_parser("demo", help="the end-to-end demo").set_defaults(func=_cmd_demo)
+    demo = sub.add_parser("demo", help="the end-to-end demo: digits, DP-SGD, DDP, exact resume")
+    demo.add_argument("--epochs", type=int, default=None, help="training epochs (default 8; 2 with --quick)")
+    demo.add_argument("--workers", type=int, default=1, help="DataLoader2 worker processes per rank")
+    demo.add_argument("--processes", type=int, default=2, choices=(1, 2), help="DDP ranks (local processes)")
+    demo.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="cuda: one GPU per rank, NCCL")
+    demo.add_argument(
+        "--out", default=None, metavar="DIR", help="shards, checkpoints, loss.png (default: TMP/loom-demo)"
+    )
+    demo.add_argument("--quick", action="store_true", help="a short run (the test suite's)")
+    demo.add_argument(
+        "--min-accuracy",
+        type=float,
+        default=None,
+        help="fail below this test accuracy (default 0.85; 0.5 with --quick)",
+    )
+    demo.set_defaults(func=_cmd_demo)
     bench = sub.add_parser("bench", help="run the benchmark suites (Loom vs its anchors)")
     bench.add_argument("suite", nargs="*", help="suite names (default: all available)")
     bench.add_argument("--json", default=None, help="write the results as JSON to this file")
