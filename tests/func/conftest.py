@@ -14,3 +14,18 @@ def _fallback_is_an_error() -> Iterator[None]:
     previous = set_vmap_fallback("error")
     yield
     set_vmap_fallback(previous)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _forward_ad_decompositions_loaded() -> None:
+    # torch loads its forward-AD decompositions (via torch.jit.script, with a DeprecationWarning) on the
+    # first make_dual; load them once here so that whichever test or oracle calls jvp first is not hit.
+    import warnings
+
+    import torch.autograd.forward_ad as fwad
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        loader = getattr(fwad, "_maybe_load_decompositions", None)
+        if loader is not None:
+            loader()

@@ -7,6 +7,8 @@ import doctest
 import pytest
 
 import loom.func
+from loom.func._batched import forget_handler
+from loom.func._rules._table import RULES
 
 NAMES = [
     "functional_call",
@@ -34,6 +36,16 @@ def test_docstring_example_runs(name: str) -> None:
     runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
     tests = finder.find(obj, name, globs={})
     assert tests and tests[0].examples, f"{name}: no runnable example"
-    for test in tests:
-        runner.run(test)
+    saved = dict(RULES)  # register_batch_rule's example registers a rule: put the table back afterwards
+    try:
+        for test in tests:
+            runner.run(test, clear_globs=False)
+    finally:
+        for op in set(RULES) | set(saved):
+            if RULES.get(op) is not saved.get(op):
+                if op in saved:
+                    RULES[op] = saved[op]
+                else:
+                    del RULES[op]
+                forget_handler(op)
     assert runner.failures == 0, f"{name}: the docstring example failed"
