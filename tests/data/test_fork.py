@@ -143,9 +143,6 @@ def test_epochs_reshuffle_and_children_agree() -> None:
 
 @pytest.mark.timeout(120)
 @pytest.mark.filterwarnings("ignore:This DataLoader will create")
-# The unsharded-pipeline check does not see a sharding_filter upstream of a fork (see NOTE
-# [children share one live iteration]); sharding itself works, as this test checks.
-@pytest.mark.filterwarnings("ignore:Zipper. iterated in DataLoader worker:RuntimeWarning")
 def test_dataloader_workers_shard_upstream_of_fork() -> None:
     a, b = IterableWrapper(range(40)).sharding_filter().fork(2)
     loader = torch.utils.data.DataLoader(

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch.utils.data
 
-from loom.data import SHARDING_PRIORITIES, apply_sharding, set_graph_random_seed
+from loom.data import SHARDING_PRIORITIES, IterDataPipe, apply_sharding, set_graph_random_seed
 from loom.data.iter import IterableWrapper
 
 from ._checks import assert_resumes_identically
@@ -99,6 +101,41 @@ def test_worker_without_sharding_filter_warns(monkeypatch) -> None:
     with pytest.warns(RuntimeWarning, match="worker 1 of 2 but the pipeline has no sharding_filter"):
         iter(IterableWrapper(range(4)))
     assert list(IterableWrapper(range(6)).sharding_filter()) == [1, 3, 5]
+
+
+class _DoubleWithAGenerator(IterDataPipe):
+    """A user pipe written as in torchdata's tutorial: a plain generator ``__iter__``."""
+
+    def __init__(self, source) -> None:  # type: ignore[no-untyped-def]
+        self.source = source
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        for x in self.source:
+            yield 2 * x
+
+
+@pytest.mark.multiprocess
+@pytest.mark.timeout(120)
+@pytest.mark.filterwarnings("ignore:This DataLoader will create")
+@pytest.mark.parametrize("where", ["upstream", "downstream"])
+def test_sharding_filter_around_a_user_pipe_shards_without_a_warning(where) -> None:
+    # The missing-sharding_filter warning looks through user pipes (it walks the pipe graph), and the user
+    # pipe's own iteration of its source is covered by the enclosing sharded pipeline.
+    if where == "upstream":
+        pipe = _DoubleWithAGenerator(IterableWrapper(range(8)).sharding_filter()).map(_plus_one)
+    else:
+        pipe = _DoubleWithAGenerator(IterableWrapper(range(8))).sharding_filter().map(_plus_one)
+    loader = torch.utils.data.DataLoader(
+        pipe, batch_size=None, num_workers=2, multiprocessing_context="fork", timeout=60
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        out = sorted(int(x) for x in loader)
+    assert out == sorted(2 * x + 1 for x in range(8))
+
+
+def _plus_one(x):  # type: ignore[no-untyped-def]
+    return x + 1
 
 
 @pytest.mark.multiprocess

@@ -15,7 +15,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+import weakref
 from collections.abc import Iterator
 from operator import itemgetter
 from typing import Any
@@ -404,14 +406,35 @@ class PipeIterator(Iterator[Any]):
         return f"<iterator of {self.pipe!r}>"
 
 
+# NOTE [which worker iterations warn about a missing sharding_filter]
+# The check walks the pipe graph (traverse_dps), not the built nodes, so it sees through user pipes with a
+# generator __iter__ and through fork/demux containers. A user pipe iterates its source with a pipeline of
+# its own; that inner iteration is covered when an enclosing pipeline already holds a sharding_filter, so
+# every pipe of a sharded graph is remembered (weakly) for the rest of the worker's life.
+_COVERED_BY_SHARDING: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _graph_has_sharding(pipe: Any) -> bool:
+    from loom.data._graph import list_dps, traverse_dps
+
+    pipes = list_dps(traverse_dps(pipe))
+    if not any(getattr(p, "_is_sharding", False) for p in pipes):
+        return False
+    for p in pipes:
+        with contextlib.suppress(TypeError):  # a pipe that cannot be weakly referenced is not remembered
+            _COVERED_BY_SHARDING.add(p)
+    return True
+
+
 def _warn_if_unsharded(ctx: Context, root: _Node) -> None:
     if ctx.worker is None or ctx.worker.num_workers <= 1:
         return
-    if _count_sharding(root) == 0:
-        warnings.warn(
-            f"{root.name}: iterated in DataLoader worker {ctx.worker.id} of {ctx.worker.num_workers} "
-            "but the pipeline has no sharding_filter, so every worker yields every element; add "
-            ".sharding_filter() after the source",
-            RuntimeWarning,
-            stacklevel=3,
-        )
+    if root.pipe in _COVERED_BY_SHARDING or _graph_has_sharding(root.pipe) or _count_sharding(root) > 0:
+        return
+    warnings.warn(
+        f"{root.name}: iterated in DataLoader worker {ctx.worker.id} of {ctx.worker.num_workers} "
+        "but the pipeline has no sharding_filter, so every worker yields every element; add "
+        ".sharding_filter() after the source",
+        RuntimeWarning,
+        stacklevel=3,
+    )
