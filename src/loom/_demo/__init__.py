@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,8 +81,6 @@ def run_demo(opts: DemoOptions) -> int:
         print(f"loom demo: {problem}", file=sys.stderr)
         return 2
     began = time.perf_counter()
-    import tempfile
-
     out = Path(opts.out) if opts.out else Path(tempfile.gettempdir()) / "loom-demo"
     out.mkdir(parents=True, exist_ok=True)
     threshold = opts.min_accuracy if opts.min_accuracy is not None else (0.5 if opts.quick else 0.85)
@@ -90,10 +88,14 @@ def run_demo(opts: DemoOptions) -> int:
     images, labels = _data.load_digits()
     (train_x, train_y), (test_x, _) = _data.split(images, labels, _TEST_FRACTION, _SEED)
     cfg = _config(opts, out, len(train_y))
-    shutil.rmtree(cfg["shards"], ignore_errors=True)
-    shards = _data.write_shards(Path(cfg["shards"]), train_x, train_y, num_shards=8)
-    for stale in [*out.glob("rank-*.json"), *out.glob("checkpoint-rank*.pt")]:
+    # what an earlier run left (only the demo's own file names: --out may be a folder with other files)
+    for stale in [
+        *Path(cfg["shards"]).glob("shard-*.tar"),
+        *out.glob("rank-*.json"),
+        *out.glob("checkpoint-rank*.pt"),
+    ]:
         stale.unlink()
+    shards = _data.write_shards(Path(cfg["shards"]), train_x, train_y, num_shards=8)
     world = opts.processes
     backend = "nccl" if opts.device == "cuda" else "gloo"
     print(

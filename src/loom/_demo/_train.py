@@ -197,6 +197,12 @@ def main(argv: list[str]) -> int:
     cfg = json.loads(Path(argv[0]).read_text())
     if cfg["device"] == "cuda":
         torch.cuda.set_device(int(os.environ["RANK"]))
+        # full float32 and deterministic kernels: the gradient check compares two computations of one
+        # gradient, and the resume check expects the uninterrupted run's weights
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
     else:
         torch.set_num_threads(1)  # ranks and loader workers share the cores
     backend = "nccl" if cfg["device"] == "cuda" else "gloo"
