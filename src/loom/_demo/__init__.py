@@ -97,7 +97,7 @@ def run_demo(opts: DemoOptions) -> int:
         stale.unlink()
     shards = _data.write_shards(Path(cfg["shards"]), train_x, train_y, num_shards=8)
     world = opts.processes
-    backend = "nccl" if opts.device == "cuda" else "gloo"
+    backend = "nccl, gloo for CPU tensors" if opts.device == "cuda" else "gloo"
     print(
         f"data: {len(labels):,} handwritten digits (8x8, bundled: UCI via scikit-learn, BSD-3), "
         f"{len(train_y):,} train / {len(test_x):,} test; {len(shards)} tar shards in {cfg['shards']}"

@@ -205,7 +205,9 @@ def main(argv: list[str]) -> int:
         torch.backends.cudnn.benchmark = False
     else:
         torch.set_num_threads(1)  # ranks and loader workers share the cores
-    backend = "nccl" if cfg["device"] == "cuda" else "gloo"
+    # On GPUs the gradients go over NCCL; the loader's rank sync (fullsync) reduces CPU tensors, which
+    # NCCL cannot carry, so CPU collectives of the same group go over Gloo.
+    backend = "cpu:gloo,cuda:nccl" if cfg["device"] == "cuda" else "gloo"
     dist.init_process_group(backend, timeout=datetime.timedelta(seconds=cfg["collective_timeout"]))
     try:
         result = train(cfg)
