@@ -86,3 +86,18 @@ def test_loader_pipes_inside_torch_dataloader() -> None:
         pipe, batch_size=None, num_workers=2, multiprocessing_context="fork", timeout=30
     )
     assert sorted(int(x) for x in loader) == [x * 10 for x in range(20)]
+
+
+@pytest.mark.parametrize(
+    ("backend", "expected"), [("gloo", "cpu"), ("cpu:gloo,cuda:nccl", "cpu"), ("nccl", "cuda")]
+)
+def test_fullsync_puts_its_count_where_the_group_can_carry_it(monkeypatch, backend, expected) -> None:
+    # NCCL cannot all-reduce a CPU tensor: under a plain NCCL group the count must live on the current GPU.
+    import torch
+    import torch.distributed as dist
+
+    from loom.data.iter._fullsync import collective_device
+
+    monkeypatch.setattr(dist, "get_backend", lambda *a, **k: backend)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    assert collective_device().type == expected

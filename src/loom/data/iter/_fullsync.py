@@ -32,13 +32,23 @@ class _SyncState:
         self.ended = ended
 
 
+def collective_device() -> Any:
+    """Where the default group's collectives take their tensors: CUDA for a plain NCCL group, else CPU."""
+    import torch
+    import torch.distributed as dist
+
+    if str(dist.get_backend()) == "nccl":  # NCCL carries CUDA tensors only; "cpu:gloo,cuda:nccl" takes CPU
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def _min_across_ranks(count: int, timeout: float) -> int:
     import torch
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return count
-    value = torch.tensor([count], dtype=torch.int64)
+    value = torch.tensor([count], dtype=torch.int64, device=collective_device())
     work = dist.all_reduce(value, op=dist.ReduceOp.MIN, async_op=True)
     try:
         work.wait(datetime.timedelta(seconds=timeout))
