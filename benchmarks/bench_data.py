@@ -3,7 +3,8 @@
 Contenders, in one process, interleaved: Loom; a bare chain of Python generators (the floor);
 torch's built-in ``torch.utils.data.datapipes`` (which torchdata 0.9's ``datapipes.iter`` re-exports);
 torchdata 0.9's ``DataLoader2`` over the same torch pipes, when installed. Then Loom with its extras on:
-a ``state_dict()`` snapshot after every batch, and per-stage profiling, against plain Loom.
+a ``state_dict()`` snapshot after every batch, per-stage profiling (counts), and per-stage profiling with
+timing (``profiling(True, timing=True)``), against plain Loom.
 """
 
 from __future__ import annotations
@@ -60,6 +61,14 @@ def loom_with_state(data: list[int]) -> int:
 
 def loom_profiled(data: list[int]) -> int:
     profiling(True)
+    try:
+        return consume(loom_pipe(data))
+    finally:
+        profiling(False)
+
+
+def loom_timed(data: list[int]) -> int:
+    profiling(True, timing=True)
     try:
         return consume(loom_pipe(data))
     finally:
@@ -139,6 +148,12 @@ def main() -> None:
     extras.compare(
         "same, profiling on",
         loom=lambda: loom_profiled(data),
+        items_per_call=n,
+        loom_plain=lambda: consume(loom_pipe(data)),
+    )
+    extras.compare(
+        "same, profiling with per-stage timing",
+        loom=lambda: loom_timed(data),
         items_per_call=n,
         loom_plain=lambda: consume(loom_pipe(data)),
     )

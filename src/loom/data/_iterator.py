@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 import warnings
 import weakref
 from collections.abc import Iterator
@@ -35,14 +36,25 @@ SOURCES_KEY = "sources"
 RANDOM_KEY = "random"
 
 _second = itemgetter(1)
-_PROFILING = [False]
+_PROFILING = [False, False]  # counting, timing
 
 
-def profiling(enabled: bool | None = None) -> bool:
-    """Switch per-stage element counting on or off for iterators created afterwards; returns the setting.
+def profiling(enabled: bool | None = None, *, timing: bool | None = None) -> bool:
+    """Switch per-stage profiling on or off for iterators created afterwards; returns whether it is on.
 
-    With profiling on, ``iter(pipe).profile()`` lists how many elements each stage has produced.
-    Off (the default), no counting code is on the per-element path.
+    With profiling on, ``iter(pipe).profile()`` lists how many elements each stage has produced. With
+    ``timing=True`` too, each stage also reports ``time_s``, the seconds spent inside its ``next``
+    (including its sources), and ``self_s``, that minus its sources' ``time_s``: the self times of all
+    stages add up to the output stage's ``time_s``. See NOTE [per-stage timing]. Off (the default), no
+    counting or timing code is on the per-element path; ``timing=True`` switches profiling on, and
+    ``profiling(False)`` switches both off.
+
+    Args:
+        enabled: switch counting on or off; ``None`` leaves it as it is.
+        timing: switch per-stage timing on or off; ``None`` leaves it as it is.
+
+    Returns:
+        Whether profiling (counting) is on after the call.
 
     Example:
         >>> from loom.data import profiling
@@ -52,11 +64,32 @@ def profiling(enabled: bool | None = None) -> bool:
         >>> _ = list(it)
         >>> [(row["pipe"], row["produced"]) for row in it.profile()]
         [('Filter', 3), ('IterableWrapper', 5)]
+        >>> _ = profiling(True, timing=True)
+        >>> it = iter(IterableWrapper(range(5)).filter(lambda x: x % 2 == 0))
+        >>> _ = list(it)
+        >>> rows = it.profile()
+        >>> abs(sum(row["self_s"] for row in rows) - rows[0]["time_s"]) < 1e-9
+        True
         >>> _ = profiling(False)
     """
     if enabled is not None:
         _PROFILING[0] = bool(enabled)
+        if not enabled:
+            _PROFILING[1] = False
+    if timing is not None:
+        _PROFILING[1] = bool(timing)
+        if timing:
+            _PROFILING[0] = True
     return _PROFILING[0]
+
+
+def _profile_mode() -> int:
+    """0: off, 1: counting, 2: counting and timing (what a worker process is told to use)."""
+    return 2 if _PROFILING[1] else int(_PROFILING[0])
+
+
+def _set_profile_mode(mode: int) -> None:
+    profiling(mode >= 1, timing=mode >= 2)
 
 
 class Context:
@@ -136,6 +169,7 @@ class _Node:
         "sources",
         "state",
         "stateless",
+        "timer",
     )
 
     def __init__(self, pipe: Any, path: str) -> None:
@@ -151,6 +185,7 @@ class _Node:
         self.it: Iterator[Any] = iter(())
         self.shard: tuple[int, int] | None = None
         self.counter: Any = None
+        self.timer: list[float] | None = None  # [seconds inside next, elements]
 
 
 def _build(pipe: Any, ctx: Context, saved: dict[str, Any] | None, path: str) -> _Node:
@@ -226,9 +261,43 @@ class SourceHandle:
 
 def _count(node: _Node) -> _Node:
     if _PROFILING[0] and not getattr(node.pipe, "_shared_in_iteration", False):
-        node.counter = enumerate(node.it)
-        node.it = map(_second, node.counter)
+        if _PROFILING[1]:
+            node.timer = [0.0, 0]
+            node.it = _timed(node.it, node.timer)
+        else:
+            node.counter = enumerate(node.it)
+            node.it = map(_second, node.counter)
     return node
+
+
+# NOTE [per-stage timing]
+# With ``profiling(timing=True)`` each stage's raw iterator is wrapped in ``_timed``, a generator that
+# adds the seconds each ``next`` of the stage took (``perf_counter`` before and after) and counts its
+# elements. A stage's ``next`` runs its sources' ``next`` inside it, so that figure is cumulative
+# (``time_s``); ``profile()`` derives the stage's own share as ``self_s = time_s - sum(time_s of its
+# direct sources)``, and the self times of a tree of stages add up to the output stage's ``time_s``
+# exactly. The wrappers' own cost (a generator resume and two clock reads per element per stage) lands
+# in the self time of the stage above. A stage that runs its source in a background thread
+# (prefetch, a thread-pool map) overlaps with it, so its self time can come out negative: the sum still
+# holds. Pipes shared by several readers in one iteration (the container behind fork/demux) are
+# neither counted nor timed: their time is in their readers', and each reader's self time has the whole
+# of the shared upstream's time taken off, so with fork/demux the sum is not exact. With timing off,
+# none of this is built.
+
+
+def _timed(it: Iterator[Any], cell: list[float]) -> Iterator[Any]:
+    clock = time.perf_counter
+    step = it.__next__
+    while True:
+        began = clock()
+        try:
+            x = step()
+        except StopIteration:
+            return
+        finally:
+            cell[0] += clock() - began
+        cell[1] += 1
+        yield x
 
 
 def _check_name(node: _Node, saved: Any, path: str) -> None:
@@ -325,13 +394,27 @@ def _save_native(node: _Node) -> dict[str, Any]:
     return out
 
 
-def _walk(node: _Node, path: str, rows: list[dict[str, Any]]) -> None:
-    produced = None
-    if node.counter is not None:
+def _walk(node: _Node, path: str, rows: list[dict[str, Any]]) -> float | None:
+    """Append the rows of ``node`` and its sources; return ``node``'s cumulative time (None untimed)."""
+    produced: int | None = None
+    spent: float | None = None
+    if node.timer is not None:
+        spent = node.timer[0]
+        produced = int(node.timer[1])
+    elif node.counter is not None:
         produced = node.counter.__reduce__()[1][1]
-    rows.append({"path": path, "pipe": node.name, "produced": produced})
+    row: dict[str, Any] = {"path": path, "pipe": node.name, "produced": produced}
+    rows.append(row)
+    below = 0.0
     for i, s in enumerate(node.sources):
-        _walk(s, f"{path}.{SOURCE_KEY}" if len(node.sources) == 1 else f"{path}.{SOURCES_KEY}[{i}]", rows)
+        sub = f"{path}.{SOURCE_KEY}" if len(node.sources) == 1 else f"{path}.{SOURCES_KEY}[{i}]"
+        got = _walk(s, sub, rows)
+        below += got or 0.0
+    if spent is None:
+        return below if node.sources else None  # an untimed (shared) stage passes its sources' time up
+    row["time_s"] = spent
+    row["self_s"] = spent - below
+    return spent
 
 
 def _count_sharding(node: _Node) -> int:
@@ -447,7 +530,10 @@ class PipeIterator(Iterator[Any]):
         self._set_root(_build(self.pipe, self._ctx, state, "root"))
 
     def profile(self) -> list[dict[str, Any]]:
-        """Per stage, from the output down: its path, pipe name and elements produced (None unless profiling)."""
+        """Per stage, from the output down: path, pipe name, elements produced (None unless profiling).
+
+        With ``profiling(timing=True)``, rows also hold ``time_s`` and ``self_s``; see NOTE [per-stage timing].
+        """
         rows: list[dict[str, Any]] = []
         _walk(self._root, "root", rows)
         return rows

@@ -247,18 +247,27 @@ class DataLoader2:
         return loader
 
     # --- observability ---
-    def enable_stats(self, enabled: bool = True) -> None:
+    def enable_stats(self, enabled: bool = True, *, timing: bool = False) -> None:
         """Count elements and time spent in ``next`` for epochs started afterwards (off by default).
 
-        In process, per-stage element counts come from ``loom.data.profiling``, which this switches too.
+        Per-stage element counts come from ``loom.data.profiling``, which this switches too (in the
+        workers as well). With ``timing=True``, each stage of ``stats()["stages"]`` also holds
+        ``time_s`` and ``self_s`` (seconds inside the stage with and without its sources).
+
+        Args:
+            enabled: switch the statistics on or off.
+            timing: with ``enabled``, also time each stage (a clock read per element per stage).
         """
         from loom.data._iterator import profiling
 
         self._stats_on = bool(enabled)
-        profiling(self._stats_on)
+        profiling(self._stats_on, timing=self._stats_on and bool(timing))
 
     def stats(self) -> dict[str, Any]:
-        """Epochs, elements yielded and seconds spent in ``next``; the service's counters; per-stage counts.
+        """Epochs, elements yielded and seconds spent in ``next``; the service's counters; per-stage figures.
+
+        ``"stages"`` lists ``iter(pipe).profile()``'s rows (with workers, each tagged with its
+        ``"worker"``): elements produced, and with ``enable_stats(timing=True)`` seconds per stage.
 
         With workers, the service adds ``wait_s`` (main waiting for workers), ``chunks``, ``elements``
         (received) and ``worker_busy_s`` (each worker's seconds inside the pipeline this epoch): a

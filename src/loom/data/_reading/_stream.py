@@ -67,7 +67,7 @@ class _MPStream(Iterator[Any]):
     """One epoch read from the workers; see NOTE [multiprocessing order and state]."""
 
     def __init__(self, service: Any, epoch: int, seed: int, state: Any) -> None:
-        from loom.data._iterator import PipeIterator, _decode, profiling
+        from loom.data._iterator import PipeIterator, _decode, _profile_mode
         from loom.data._reading._base import seeded
 
         self.service = service
@@ -114,7 +114,7 @@ class _MPStream(Iterator[Any]):
                 slot.done = bool(w["done"])
                 worker_state = w["state"]
             if not slot.done:
-                start = (START, epoch, seed, worker_state, service.worker_prefetch_cnt, profiling())
+                start = (START, epoch, seed, worker_state, service.worker_prefetch_cnt, _profile_mode())
                 self._send(slot, start)
         # A trailing FullSync runs here, over the workers' stream.
         self.tail_state: Any = None
@@ -297,7 +297,7 @@ class _MPStream(Iterator[Any]):
         return out
 
     def profile(self) -> list[dict[str, Any]]:
-        """Per worker and stage, elements produced so far (counted when loom.data.profiling is on)."""
+        """Per worker and stage, elements produced (and seconds, with timing) so far, when loom.data.profiling is on."""
         live = [s for s in self.slots if not s.done and not self.finished]
         for slot in live:
             self._send(slot, (STATE, False))

@@ -5,7 +5,7 @@
 # worker sends results; every message is a tuple whose first item is its kind, and every result
 # carries the epoch id of the iteration it belongs to, so results of an abandoned epoch are dropped.
 #
-#   main -> worker: (START, epoch, seed, state, credits, profiling)   start (or resume) an iteration
+#   main -> worker: (START, epoch, seed, state, credits, profile mode) start (or resume) an iteration
 #                   (CREDIT, n)       n more result messages may be sent
 #                   (STATE, full)     reply with the iterator state (if ``full``) and the per-stage
 #                                     counts, after every result already sent
@@ -148,8 +148,8 @@ class _Worker:
             return False
         return True
 
-    def start(self, epoch: int, seed: int, state: Any, credits: int, count_stages: bool) -> None:
-        from loom.data._iterator import PipeIterator, profiling
+    def start(self, epoch: int, seed: int, state: Any, credits: int, profile_mode: int) -> None:
+        from loom.data._iterator import PipeIterator, _set_profile_mode
         from loom.data._random import mix
         from loom.data._reading._base import seeded
 
@@ -160,7 +160,7 @@ class _Worker:
         self.feed.buffer.clear()
         self.feed.ended = False
         self.feed.epoch = epoch
-        profiling(count_stages)
+        _set_profile_mode(int(profile_mode))  # 0 off, 1 counts, 2 counts and per-stage time
         self.busy = 0.0
         try:
             if self.init_error is not None:
