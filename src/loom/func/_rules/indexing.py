@@ -275,12 +275,3 @@ def _index_add(inplace: bool) -> Any:
 
 batch_rule(aten.index_add.default)(_index_add(False))
 batch_rule(aten.index_add_.default)(_index_add(True))
-
-
-@batch_rule(aten.index_select_backward.default)
-def index_select_backward(args: Any, bdims: Any, **kwargs: Any) -> tuple[Any, Any]:
-    # Its composite writes the batched gradient into fresh unbatched zeros (in place); add out of place.
-    grad, sizes, dim, index = args
-    size = batch_size_of(args, bdims)
-    zeros = grad.new_zeros(size, *sizes)
-    return _index_add(False)([zeros, dim, index, grad], [0, None, bdims[3], bdims[0]])

@@ -1,0 +1,48 @@
+"""constant, reflection and replication padding under vmap and vmap(vjp)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import loom.func as lf
+
+from ._rule_checks import assert_rule_used, check_all, float64  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("float64")
+aten = torch.ops.aten
+
+
+@pytest.mark.parametrize("pad", [(1, 2), (0, 1, 2, 0), (-1, 2, 1, 1), (1, 1, 1, 1, 1, 1)])
+def test_constant_pad(pad: tuple[int, ...]) -> None:
+    x = torch.randn(3, 2, 4, 5)
+    check_all(lambda a: F.pad(a, pad, value=0.5), [x], 0)
+    check_all(lambda a: F.pad(a, pad), [x.movedim(0, 2)], 2)
+    check_all(lambda a, b: F.pad(a, pad) * b, [x, torch.randn(3)], (0, 0))
+    assert_rule_used(aten.constant_pad_nd.default)
+
+
+def test_constant_pad_too_long() -> None:
+    with pytest.raises(RuntimeError, match="constant_pad_nd got pad"):
+        lf.vmap(lambda a: torch.constant_pad_nd(a, (1, 1, 1, 1)))(torch.randn(3, 4))
+
+
+CASES = {
+    1: ((2, 1), [(3, 4, 6), (3, 2, 4, 6)]),
+    2: ((1, 2, 2, 0), [(3, 2, 5, 6), (3, 2, 2, 5, 6)]),
+    3: ((1, 0, 2, 1, 0, 1), [(3, 2, 4, 4, 4), (3, 1, 2, 4, 4, 4)]),
+}
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate"])
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_reflection_replication(mode: str, k: int) -> None:
+    pad, shapes = CASES[k]
+    for shape in shapes:
+        x = torch.randn(shape)
+        check_all(lambda a: F.pad(a, pad, mode=mode), [x], 0)
+        check_all(lambda a: F.pad(a, pad, mode=mode), [x.movedim(0, -1)], -1)
+        check_all(lambda a, b: F.pad(a * b, pad, mode=mode), [x[0], torch.randn(3)], (None, 0))
+    name = f"{'reflection' if mode == 'reflect' else 'replication'}_pad{k}d"
+    assert_rule_used(getattr(aten, name).default, getattr(aten, f"{name}_backward").default)
