@@ -3,9 +3,10 @@
 Contenders, in one process, interleaved: Loom; torchdata 0.9's pipes when installed; plain Python
 (``for line in open(...)`` and a ``tarfile`` loop, the floors); and the ``webdataset`` package when it
 can be imported (it is not a Loom dependency: ``pip install webdataset`` or put it on PYTHONPATH).
-``loom_chain_only`` is a diagnostic: Loom's iterator chain consumed without the per-element
-``PipeIterator.__next__`` call. Every contender produces the same outputs: ``(path, line)`` pairs with newlines stripped, and sample
-dicts of bytes keyed by extension. Files are written once into a temporary directory.
+``loom_chain_only`` is a diagnostic: Loom's iterator chain consumed directly, not through the
+``PipeIterator`` (whose ``__next__`` is the chain's own, looked up on its type per element). Every
+contender produces the same outputs: ``(path, line)`` pairs with newlines stripped, and sample dicts
+of bytes keyed by extension. Files are written once into a temporary directory.
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ def main() -> None:
             "python_loop": lambda: plain_lines(text),
         }
         if raw_chain(IterableWrapper([text]).open_files().readlines()) is not None:
-            # diagnostic: the same iteration without PipeIterator.__next__ (a Python-level call per element)
+            # diagnostic: the same iteration without the PipeIterator around the chain
             lines["loom_chain_only"] = lambda: count(
                 raw_chain(IterableWrapper([text]).open_files().readlines())
             )
