@@ -73,6 +73,18 @@ def test_index_select() -> None:
     assert_rule_used(aten.index_select.default)
 
 
+def test_index_add() -> None:
+    x, src = torch.randn(3, 4, 5), torch.randn(3, 4, 7)
+    i = torch.randint(5, (3, 7))
+    f = lambda a, s, b: a.index_add(-1, b, s, alpha=0.5)  # noqa: E731
+    check_all(f, [x, src, i], (0, 0, 0), n_diff=2)
+    check_all(f, [x, src, i[0]], (0, 0, None), n_diff=2)
+    check_all(f, [x[0], src[0], i], (None, None, 0), n_diff=2)
+    check_all(f, [x.movedim(0, 1), src[0], i.movedim(0, 1)], (1, None, 1), n_diff=2)
+    check_all(lambda a, s, b: (a * 1).index_add_(0, b, s), [x[:, 0], src[:, 0], i], (0, 0, 0), n_diff=2)
+    assert_rule_used(aten.index_add.default, aten.index_add_.default)
+
+
 INDEX_CASES: dict[str, Callable[..., Any]] = {
     "first": lambda a, i, j: a[i],
     "second": lambda a, i, j: a[:, i],

@@ -70,7 +70,7 @@ def _scatter(op: Any, inplace: bool) -> Any:
 def _register_scatter() -> None:
     for packet in (aten.scatter, aten.scatter_, aten.scatter_add, aten.scatter_add_, aten.scatter_reduce):
         inplace = packet._qualified_op_name.endswith("_")
-        for name in packet.overloads():
+        for name in packet.overloads():  # type: ignore[no-untyped-call]
             overload = getattr(packet, name)
             if name != "out" and not name.endswith("_out"):
                 batch_rule(overload)(_scatter(overload, inplace))
@@ -153,7 +153,8 @@ def embedding_dense_backward(args: Any, bdims: Any, **kwargs: Any) -> tuple[Any,
     )
     out = out.reshape(size, num_weights, *out.shape[1:])
     if padding_idx >= 0:
-        out = out.index_fill(1, torch.tensor([padding_idx], device=out.device), 0)
+        keep = torch.arange(num_weights, device=out.device) != padding_idx  # no host-to-device copy
+        out = out * keep.to(out.dtype).reshape(1, num_weights, *([1] * (out.dim() - 2)))
     return out, 0
 
 

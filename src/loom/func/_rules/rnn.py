@@ -1,0 +1,102 @@
+"""LSTM layers on CPU (``mkldnn_rnn_layer`` and its backward): per-example weights and gradients.
+
+torch's CPU LSTM (float32/bfloat16) runs each layer and direction through ``mkldnn_rnn_layer``: time-major
+input ``(L, N, I)``, states ``(N, H)``, gate order i, f, g, o. Its backward sums weight gradients over N, so
+the batch cannot be folded into N. Both rules here run the recurrence with plain batched ops instead (one
+batched matmul per time step for all examples, per-example weights allowed); the backward recomputes the
+forward under autograd and differentiates it, returning per-example weight gradients.
+
+NOTE [LSTM backward is not differentiable again]: torch's own mkldnn LSTM backward has no derivative, and
+the recomputation here is cut from any outer autograd graph, so a backward that outer autograd is recording
+(grad of a per-example gradient) is refused instead of silently giving zero.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ._table import batch_rule, batch_size_of, current_level, materialize, to_front
+
+aten = torch.ops.aten
+_restore_python_tls: Any = torch._C._RestorePythonTLSSnapshot  # type: ignore[attr-defined]
+_LSTM_MODE = 2  # ideep::rnn_kind::LSTM
+
+
+def _linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``x @ w.T`` for x (B, ..., K): ``w`` shared (G, K) or per example (B, G, K)."""
+    if w.dim() == 2:
+        return x @ w.T
+    flat = x.reshape(x.shape[0], -1, x.shape[-1]) @ w.transpose(1, 2)
+    return flat.reshape(*x.shape[:-1], w.shape[1])
+
+
+def _layer(
+    x: torch.Tensor,
+    weights: list[torch.Tensor],
+    h: torch.Tensor,
+    c: torch.Tensor,
+    reverse: bool,
+    has_biases: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One LSTM layer: x (B, L, N, I), h and c (B, N, H), weights shared or (B, ...); returns output, h, c."""
+    w_ih, w_hh, b_ih, b_hh = weights
+    pre = _linear(x, w_ih)
+    if has_biases:
+        bias = b_ih + b_hh
+        pre = pre + (bias if bias.dim() == 1 else bias[:, None, None, :])
+    steps = range(x.shape[1] - 1, -1, -1) if reverse else range(x.shape[1])
+    outputs: list[torch.Tensor] = []
+    for t in steps:
+        gates = pre[:, t] + _linear(h, w_hh)
+        i, f, g, o = gates.chunk(4, dim=-1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        outputs.append(h)
+    if reverse:
+        outputs.reverse()
+    return torch.stack(outputs, 1), h, c
+
+
+def _supported(batch_sizes: Any, mode: int) -> bool:
+    return len(batch_sizes) == 0 and mode == _LSTM_MODE
+
+
+@batch_rule(aten.mkldnn_rnn_layer.default)
+def mkldnn_rnn_layer(args: Any, bdims: Any, **kwargs: Any) -> tuple[Any, Any]:
+    reverse, batch_sizes, mode, _, _, has_biases = args[7:13]
+    if not _supported(batch_sizes, mode):
+        return NotImplemented, None
+    size = batch_size_of(args, bdims)
+    x, hx, cx = [materialize(args[i], bdims[i], size) for i in (0, 5, 6)]
+    weights = [to_front(w, b) for w, b in zip(args[1:5], bdims[1:5])]  # shared weights stay 2-D
+    out, hy, cy = _layer(x, weights, hx, cx, bool(reverse), bool(has_biases))
+    # The workspace is the kernel's own scratch memory; the backward rule below does not read it.
+    return (out, hy, cy, x.new_empty(0)), (0, 0, 0, None)
+
+
+@batch_rule(aten.mkldnn_rnn_layer_backward.default)
+def mkldnn_rnn_layer_backward(args: Any, bdims: Any, **kwargs: Any) -> tuple[Any, Any]:
+    reverse, mode, has_biases, batch_sizes = args[13], args[14], args[17], args[20]
+    if not _supported(batch_sizes, mode):
+        return NotImplemented, None
+    size = batch_size_of(args, bdims)
+    grads_out = [None if g is None else materialize(g, b, size) for g, b in zip(args[10:13], bdims[10:13])]
+    # Every input is given a batch dim, shared weights too: their per-example gradients are what is asked.
+    inputs = [materialize(a, b, size) for a, b in zip(args[:7], bdims[:7])]
+    if torch.is_grad_enabled() and any(t.requires_grad for t in [*inputs, *grads_out] if t is not None):
+        raise NotImplementedError(
+            f"{current_level().call}: differentiating an LSTM's backward again is not supported under vmap; "
+            "see NOTE [LSTM backward is not differentiable again] in loom.func._rules.rnn"
+        )
+    leaves = [t.detach().requires_grad_() for t in inputs]
+    # Rules run below autograd; re-enter it with the keys the vmap level saw (NOTE [re-entering autograd]).
+    keys = current_level().dispatch_keys
+    with _restore_python_tls(), torch._C._ForceDispatchKeyGuard(*keys), torch.enable_grad():
+        out, hy, cy = _layer(leaves[0], leaves[1:5], leaves[5], leaves[6], bool(reverse), bool(has_biases))
+        pairs = [(o, g) for o, g in zip((out, hy, cy), grads_out) if g is not None]
+        grads = torch.autograd.grad(
+            [o for o, _ in pairs], leaves, [g for _, g in pairs], allow_unused=True, materialize_grads=True
+        )
+    return tuple(grads), 0  # without biases, their (placeholder) gradients are zeros
