@@ -86,7 +86,7 @@ def test_load_state_dict_inside_for_loop_over_the_pipe_iterator_of_for() -> None
     assert list(first) == _reference()[1:]
 
 
-def test_live_iterators_are_independent_and_pooled_classes_reused() -> None:
+def test_live_iterators_are_independent() -> None:
     ref = _reference()
     a, b = iter(_pipe()), iter(_pipe())
     assert type(a) is not type(b)

@@ -431,12 +431,12 @@ def _count_sharding(node: _Node) -> int:
 # ``__next__`` to the new root, so a loop already running over the iterator continues with the
 # restored chain at its next step.
 #
-# Making a class costs tens of microseconds, so subclasses are pooled: when an iterator is dropped its
-# ``__del__`` unbinds ``__next__`` (releasing the chain, with its open files, at once) and returns the
-# class to the pool. One class never serves two live iterators: copying or pickling an iterator is
-# refused (save ``state_dict()`` instead).
-_POOL: list[type[Any]] = []
-_POOL_SIZE = 64
+# Each iterator gets a fresh class (tens of microseconds per ``iter()``, nothing per element). When an
+# iterator is dropped its ``__del__`` unbinds ``__next__``, releasing the chain, with its open files, at
+# once. Classes are not reused: a pool of them (returned from ``__del__``) gave fork/unzip children each
+# other's elements when the whole tests/data suite ran (tests/data/test_unzip.py::test_resumes), so a
+# class may have been handed out while its first iterator was still reachable; not yet understood.
+# Copying or pickling an iterator is refused (save ``state_dict()`` instead).
 
 
 def _released(*_args: Any) -> Any:
@@ -463,10 +463,7 @@ class PipeIterator(Iterator[Any]):
     def __new__(cls, pipe: IterDataPipe) -> PipeIterator:
         kind = cls
         if cls is PipeIterator:  # see NOTE [next is the raw chain's own]
-            try:
-                kind = _POOL.pop()
-            except IndexError:  # empty (also when another thread took the last one)
-                kind = type("PipeIterator", (PipeIterator,), {"__slots__": (), "__module__": cls.__module__})
+            kind = type("PipeIterator", (PipeIterator,), {"__slots__": (), "__module__": cls.__module__})
         it: PipeIterator = super().__new__(kind)
         return it
 
@@ -493,8 +490,6 @@ class PipeIterator(Iterator[Any]):
         if kind is PipeIterator:
             return
         kind.__next__ = _released  # type: ignore[method-assign,assignment]
-        if len(_POOL) < _POOL_SIZE:
-            _POOL.append(kind)
 
     def __reduce__(self) -> Any:
         raise TypeError(
