@@ -68,11 +68,11 @@ class DistributedDataParallel(nn.Module):
 
     Example:
         >>> import os, torch, torch.distributed as dist
-        >>> from loom.parallel import DistributedDataParallel as DDP
+        >>> from loom.parallel import DistributedDataParallel
         >>> _ = os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
         >>> _ = os.environ.setdefault("MASTER_PORT", "29533")
         >>> dist.init_process_group("gloo", rank=0, world_size=1)
-        >>> model = DDP(torch.nn.Linear(4, 2))
+        >>> model = DistributedDataParallel(torch.nn.Linear(4, 2))
         >>> model(torch.randn(3, 4)).sum().backward()
         >>> sorted(model.state_dict())
         ['module.bias', 'module.weight']

@@ -42,7 +42,7 @@ torch's decomposition is tried, then a per-example loop that warns once per op
 # How to test one
 
 Add ``tests/func/rules/test_<family>.py``: for each op, compare ``vmap(f, in_dims)`` with a per-example loop
-(``torch.stack([f(x[i]) for i in ...])``) and with ``torch.func.vmap``, over batched/unbatched argument
+(``torch.stack([f(x[i]) for i in ...])``) and with torch.func's ``vmap`` (the oracle), over batched/unbatched argument
 combinations, non-zero in_dims, and under ``vmap(vjp)`` for the backward ops; the tests run with the
 fallback set to ``"error"``, so a missing rule fails. ``tests/func/_checks.py`` has ``check_vmap``.
 """
