@@ -26,6 +26,7 @@ from torch import nn
 
 import loom.func as lf
 from harness import Suite
+from models import SimpleCNN
 
 Case = tuple[Callable[[Any], Callable[..., Any]], tuple[Any, ...]]  # (build(lib) -> fn, inputs)
 
@@ -61,25 +62,6 @@ def jacobian_case(d: int, device: str) -> Case:
         return jacobian
 
     return build, (torch.randn(d, device=device), torch.eye(d, device=device))
-
-
-class SimpleCNN(nn.Module):
-    """The CNN of the per-sample-gradients tutorial."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 32, 3, 1)
-        self.conv2 = nn.Conv2d(32, 64, 3, 1)
-        self.fc1 = nn.Linear(9216, 128)
-        self.fc2 = nn.Linear(128, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.conv1(x))
-        x = F.relu(self.conv2(x))
-        x = F.max_pool2d(x, 2)
-        x = torch.flatten(x, 1)
-        x = F.relu(self.fc1(x))
-        return F.log_softmax(self.fc2(x), dim=1)
 
 
 def per_sample_grads_case(batch: int, device: str) -> Case:
