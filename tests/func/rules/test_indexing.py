@@ -7,9 +7,12 @@ from typing import Any
 
 import pytest
 import torch
+import torch.func as tf
 import torch.nn.functional as F
 
-from ._rule_checks import assert_rule_used, check_all, check_vmap, float64  # noqa: F401
+import loom.func as lf
+
+from ._rule_checks import assert_rule_used, check_all, check_vmap, check_vmap_vjp, float64  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("float64")
 aten = torch.ops.aten
@@ -65,7 +68,7 @@ def test_index_select() -> None:
     i = torch.randint(4, (3, 6))
     f = lambda a, b: a.index_select(-2, b)  # noqa: E731
     check_all(f, [x, i], (0, 0), n_diff=1)
-    check_vmap(f, [x, i[0]], (0, None))  # its vjp writes into unbatched zeros in place: not supported yet
+    check_all(f, [x, i[0]], (0, None), n_diff=1)  # its vjp writes into new_zeros in place: batched buffer
     check_all(f, [x[0], i], (None, 0), n_diff=1)
     check_all(f, [x.movedim(0, 2), i.movedim(0, 1)], (2, 1), n_diff=1)
     # A logically 0-dim index selects one entry; torch.func's vmap broadcasts it over the dim instead.
@@ -187,3 +190,31 @@ def test_embedding(padding_idx: int | None, scale: bool) -> None:
 
 def test_embedding_vmap_only() -> None:
     check_vmap(lambda i, w: F.embedding(i, w), [torch.randint(7, (4, 3)), torch.randn(7, 2)], (0, None))
+
+
+# Per-example gradients with an index shared by all examples: the backward formulas allocate with new_zeros
+# (or zeros_like) and write per-example values into that buffer in place. See NOTE [new_* factories are
+# batched] in loom.func._rules.core.
+SHARED_INDEX_LOSSES: dict[str, Callable[..., Any]] = {
+    "index_select": lambda w, i: (w.index_select(0, i) ** 2).sum(),
+    "gather": lambda w, i: (torch.gather(w, 1, i.reshape(1, -1).expand(5, -1)).sin()).sum(),
+    "scatter": lambda w, i: w.scatter(0, i[:2].reshape(2, 1).expand(2, 3), w[:2].exp()).pow(2).sum(),
+    "scatter_add": lambda w, i: (
+        torch.zeros(4, 3).scatter_add(0, i.reshape(-1, 1).expand(-1, 3), w[:4]).cos().sum()
+    ),
+    "embedding": lambda w, i: F.embedding(i.reshape(2, 2), w).tanh().sum(),
+    "embedding_padding": lambda w, i: F.embedding(i, w, padding_idx=2).pow(3).sum(),
+    "index": lambda w, i: w[i].pow(2).sum(),
+    "select_and_slice": lambda w, i: (w[1] * w[2:4].sum(0)).sum() + w[:, 1:].exp().sum(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHARED_INDEX_LOSSES))
+def test_per_example_grads_with_shared_index(name: str) -> None:
+    loss = SHARED_INDEX_LOSSES[name]
+    w = torch.randn(4, 5, 3)
+    i = torch.tensor([0, 2, 2, 1])
+    ours = lf.vmap(lf.grad(loss), in_dims=(0, None))(w, i)
+    torch.testing.assert_close(ours, tf.vmap(tf.grad(loss), in_dims=(0, None))(w, i))
+    torch.testing.assert_close(ours, torch.stack([tf.grad(loss)(w[b], i) for b in range(4)]))
+    check_vmap_vjp(loss, [w, i], (0, None), n_diff=1)

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from ._table import batch_rule, current_level
+from ._table import batch_rule, current_level, to_front
 
 aten = torch.ops.aten
 
@@ -23,19 +23,28 @@ def detach(args: Any, bdims: Any, **kwargs: Any) -> tuple[Any, Any]:
     return x, bdims[0]
 
 
-def _new_factory_rule(op: Any) -> Any:
+def _new_factory_rule(op: Any, strided: bool) -> Any:
+    # NOTE [new_* factories are batched]: ``x.new_zeros(size)`` on a batched ``x`` gives every example its own
+    # buffer (physical ``(B, *size)``), as torch.func does. Backward formulas and decompositions
+    # (index_select's backward, circular padding, autograd's CopySlices) allocate with ``new_*`` and then
+    # write per-example values into the buffer in place; an unbatched buffer would refuse those writes.
     def rule(args: Any, bdims: Any, **kwargs: Any) -> tuple[Any, Any]:
-        x = args[0]
-        proto = x.new_empty((), dtype=kwargs.pop("dtype", None) or x.dtype)
-        return op(proto, *args[1:], **kwargs), None
+        x = to_front(args[0], bdims[0])
+        size = list(args[1])
+        batch = [x.shape[0], *size]
+        if not strided:
+            return op(x, batch, *args[2:], **kwargs), 0
+        stride = list(args[2])
+        # One example's extent in storage: each example gets its own block, laid out as asked.
+        extent = 0 if 0 in size else 1 + sum((n - 1) * s for n, s in zip(size, stride))
+        return op(x, batch, [extent, *stride], *args[3:], **kwargs), 0
 
     return rule
 
 
 for _packet in (aten.new_empty, aten.new_zeros, aten.new_ones, aten.new_full, aten.new_empty_strided):
-    for _name in _packet.overloads():  # type: ignore[no-untyped-call]
-        _ov = getattr(_packet, _name)
-        batch_rule(_ov)(_new_factory_rule(_ov))
+    _ov = _packet.default
+    batch_rule(_ov)(_new_factory_rule(_ov, _packet is aten.new_empty_strided))
 
 
 def _data_dependent(args: Any, bdims: Any, **kwargs: Any) -> tuple[Any, Any]:

@@ -3,8 +3,9 @@
 All of them pad trailing dims only, so a batch dim in front is left alone. The reflection/replication kernels
 take ``(C, *S)`` or ``(N, C, *S)``: the batch is folded into N.
 
-Circular padding is not covered: its composite (decomposed above vmap) writes into a fresh ``new_empty``
-tensor in place, and ``new_*`` factories are unbatched under vmap (``core.py``), so the write is refused.
+Circular padding needs no rule: its composite (decomposed above vmap) writes slices into a fresh
+``new_empty`` tensor, which is batched (NOTE [new_* factories are batched] in ``core.py``); its backward is
+``slice_backward`` (``view.py``).
 """
 
 from __future__ import annotations

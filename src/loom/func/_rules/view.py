@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from ._table import batch_rule, pad_to_rank, to_front, wrap_dim
+from ._table import batch_rule, batch_size_of, materialize, pad_to_rank, to_front, wrap_dim
 
 aten = torch.ops.aten
 
@@ -96,6 +96,39 @@ def slice_(args: Any, bdims: Any, **kwargs: Any) -> tuple[Any, Any]:
     x = _x(args, bdims)
     dim = wrap_dim(_arg(args, 1, 0), x.dim() - 1) + 1
     return aten.slice.Tensor(x, dim, _arg(args, 2, None), _arg(args, 3, None), _arg(args, 4, 1)), 0
+
+
+# select/slice backward and scatter: write one slice into zeros (or into ``self``); the batch dim goes first.
+
+
+@batch_rule(aten.slice_backward.default)
+def slice_backward(args: Any, bdims: Any, **kwargs: Any) -> tuple[Any, Any]:
+    grad = _x(args, bdims)
+    dim = wrap_dim(args[2], len(args[1])) + 1
+    return aten.slice_backward.default(grad, [grad.shape[0], *args[1]], dim, *args[3:]), 0
+
+
+@batch_rule(aten.select_backward.default)
+def select_backward(args: Any, bdims: Any, **kwargs: Any) -> tuple[Any, Any]:
+    grad = _x(args, bdims)
+    dim = wrap_dim(args[2], len(args[1])) + 1
+    return aten.select_backward.default(grad, [grad.shape[0], *args[1]], dim, args[3]), 0
+
+
+@batch_rule(aten.slice_scatter.default)
+def slice_scatter(args: Any, bdims: Any, **kwargs: Any) -> tuple[Any, Any]:
+    size = batch_size_of(args, bdims)
+    x, src = materialize(args[0], bdims[0], size), materialize(args[1], bdims[1], size)
+    dim = wrap_dim(_arg(args, 2, 0), x.dim() - 1) + 1
+    return aten.slice_scatter.default(x, src, dim, *args[3:]), 0
+
+
+@batch_rule(aten.select_scatter.default)
+def select_scatter(args: Any, bdims: Any, **kwargs: Any) -> tuple[Any, Any]:
+    size = batch_size_of(args, bdims)
+    x, src = materialize(args[0], bdims[0], size), materialize(args[1], bdims[1], size)
+    dim = wrap_dim(args[2], x.dim() - 1) + 1
+    return aten.select_scatter.default(x, src, dim, args[3]), 0
 
 
 @batch_rule(aten.narrow.default, aten.narrow_copy.default)
