@@ -66,6 +66,24 @@ CONV_CASES = {
         (6, 4, 3),
         (0, None, None),
     ),
+    "conv2d no N, weight shared": (
+        lambda x, w, b: F.conv2d(x, w, b, padding=1),
+        (3, 4, 5, 5),
+        (6, 4, 3, 3),
+        (0, None, None),
+    ),
+    "conv_transpose2d, weight shared": (
+        lambda x, w, b: F.conv_transpose2d(x, w, b, stride=2),
+        (3, 2, 4, 5, 5),
+        (4, 3, 3, 3),
+        (0, None, None),
+    ),
+    "conv2d grouped, weight shared": (
+        lambda x, w, b: F.conv2d(x, w, b, groups=2),
+        (3, 2, 4, 5, 5),
+        (6, 2, 3, 3),
+        (0, None, None),
+    ),
     "conv3d": (lambda x, w, b: F.conv3d(x, w, b), (3, 1, 2, 4, 4, 4), (3, 2, 2, 2, 2, 2), (0, 0, None)),
     "conv_transpose2d": (
         lambda x, w, b: F.conv_transpose2d(x, w, b, stride=2, output_padding=1),

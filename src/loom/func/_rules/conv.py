@@ -89,7 +89,12 @@ def convolution_backward(args: Any, bdims: Any, **kwargs: Any) -> tuple[Any, Any
     had_n = xp.dim() - 1 == full_rank
     spatial = full_rank - 2
     grad_input = grad_weight = grad_bias = None
-    if any(mask):
+    if bdims[2] is None and mask[0]:
+        # A shared weight: the input gradient is an ordinary convolution backward over N*B examples
+        # (dense, as fast as unbatched), leaving only the weight gradient to the grouped form below.
+        grad_input = _shared_weight_grad_input(gop, xp, w, had_n, size, args)
+        mask = [False, mask[1], mask[2]]
+    if mask[0] or mask[1]:
         wp = materialize(w, bdims[2], size)
         gi, gw, _ = aten.convolution_backward.default(
             _to_channels(gop, had_n),
@@ -108,14 +113,37 @@ def convolution_backward(args: Any, bdims: Any, **kwargs: Any) -> tuple[Any, Any
             grad_input = _from_channels(gi, size, had_n)
         if mask[1]:
             grad_weight = gw.reshape(size, gw.shape[0] // size, *gw.shape[1:])
-        if mask[2]:
-            dims = [1, *range(3, 3 + spatial)] if had_n else list(range(2, 2 + spatial))
-            grad_bias = gop.sum(dims)
-    if args[10][2] and grad_bias is None:
+    if args[10][2]:
         dims = [1, *range(3, 3 + spatial)] if had_n else list(range(2, 2 + spatial))
         grad_bias = gop.sum(dims)
     outs = (grad_input, grad_weight, grad_bias)
     return outs, tuple(None if o is None else 0 for o in outs)
+
+
+def _shared_weight_grad_input(
+    gop: torch.Tensor, xp: torch.Tensor, w: torch.Tensor, had_n: bool, size: int, args: Any
+) -> torch.Tensor:
+    """``convolution_backward``'s input gradient for a weight shared by the batch: B folds into N."""
+    _, _, _, _, stride, padding, dilation, transposed, output_padding, groups, _ = args
+    if not had_n:
+        gop, xp = gop.unsqueeze(1), xp.unsqueeze(1)
+    go_n = gop.reshape(-1, *gop.shape[2:])
+    x_n = xp.reshape(-1, *xp.shape[2:])
+    gi, _, _ = aten.convolution_backward.default(
+        go_n,
+        x_n,
+        w,
+        None,
+        stride,
+        padding,
+        dilation,
+        transposed,
+        output_padding,
+        groups,
+        [True, False, False],
+    )
+    gi = gi.reshape(size, -1, *gi.shape[1:])
+    return gi if had_n else gi.squeeze(1)
 
 
 def fold_rule(full_rank: int) -> Any:
