@@ -17,6 +17,7 @@ import argparse
 import datetime as _dt
 import json
 import platform
+import random
 import statistics
 import time
 from collections.abc import Callable
@@ -54,14 +55,22 @@ def measure(fn: Callable[[], Any], *, warmup: int = 3, repeats: int = 20, sync: 
 def interleaved(
     fns: dict[str, Callable[[], Any]], *, warmup: int = 3, repeats: int = 20, sync: bool = True
 ) -> dict[str, list[float]]:
-    """Time several functions in turn (a, b, a, b, ...) so that drifting noise hits all of them."""
+    """Time several functions in turn, in a new shuffled order each round.
+
+    Taking turns makes drifting noise hit all of them; shuffling makes the after-effects of one function
+    (a slow Python loop that leaves caches cold, a burst of allocations) land on each of the others equally
+    often, instead of always on the one that follows it. The order is seeded: runs are repeatable.
+    """
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     times: dict[str, list[float]] = {name: [] for name in fns}
+    order = list(fns)
+    shuffle = random.Random(0).shuffle
     for _ in range(repeats):
-        for name, fn in fns.items():
-            times[name].append(time_once(fn, sync))
+        shuffle(order)
+        for name in order:
+            times[name].append(time_once(fns[name], sync))
     return times
 
 

@@ -39,3 +39,20 @@ def test_interleaved_calls_each_function_equally() -> None:
     times = harness.interleaved({"a": bump("a"), "b": bump("b")}, warmup=2, repeats=7)
     assert calls == {"a": 9, "b": 9}
     assert len(times["a"]) == len(times["b"]) == 7
+
+
+def test_after_effects_of_one_function_hit_the_others_evenly() -> None:
+    # "loop" leaves a cost behind that the next call pays; a fixed order would always hand it to "a".
+    followers: dict[str, int] = {"a": 0, "b": 0}
+    previous = [""]
+
+    def make(name: str):
+        def run() -> None:
+            if previous[0] == "loop" and name in followers:
+                followers[name] += 1
+            previous[0] = name
+
+        return run
+
+    harness.interleaved({n: make(n) for n in ("a", "b", "loop")}, warmup=0, repeats=60)
+    assert min(followers.values()) >= 10, followers
