@@ -1,4 +1,7 @@
-"""vmap randomness modes: 'error' raises, 'same' shares one sample, 'different' draws per example."""
+"""vmap randomness modes: 'error' raises, 'same' shares one sample, 'different' draws per example.
+
+Calls with no batched input (factories, samplers on unbatched tensors) are checked against torch.func too.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ from typing import Any
 
 import pytest
 import torch
+import torch.func as tf
 import torch.nn.functional as F
 
 import loom.func as lf
@@ -73,3 +77,68 @@ def test_jacfwd_randomness() -> None:
     x = torch.randn(4)
     jac = lf.jacfwd(lambda v: v * torch.ones(4), randomness="same")(x)
     assert torch.equal(jac, torch.eye(4))
+
+
+_U = torch.ones(3)
+# Random calls that reach no batched tensor: factories, *_like and in-place samplers on unbatched tensors,
+# dropout of an unbatched tensor (and dropout calls that draw nothing).
+UNBATCHED: dict[str, Any] = {
+    "randn": lambda x: x + torch.randn(3),
+    "randn(size=)": lambda x: x + torch.randn(size=(3,), dtype=torch.float64).float(),
+    "rand": lambda x: x + torch.rand(1, 3)[0],
+    "randint": lambda x: x + torch.randint(0, 10, (3,)),
+    "randint(size=)": lambda x: x + torch.randint(10, size=(3,)),
+    "randperm": lambda x: x + torch.randperm(3),
+    "normal(floats, size)": lambda x: x + torch.normal(0.0, 1.0, (3,)),
+    "normal(tensor)": lambda x: x + torch.normal(_U, 1.0),
+    "randn_like": lambda x: x + torch.randn_like(_U),
+    "rand_like": lambda x: x + torch.rand_like(_U),
+    "normal_": lambda x: x + torch.empty(3).normal_(),
+    "uniform_": lambda x: x + torch.empty(3).uniform_(),
+    "bernoulli_": lambda x: x + torch.empty(3).bernoulli_(0.5),
+    "bernoulli": lambda x: x + torch.bernoulli(_U * 0.5),
+    "Tensor.bernoulli": lambda x: x + (_U * 0.5).bernoulli(),
+    "multinomial": lambda x: x + torch.multinomial(_U, 3),
+    "dropout": lambda x: x + F.dropout(_U, 0.5, training=True),
+    "dropout eval": lambda x: x + F.dropout(_U, 0.5, training=False),
+    "dropout p=0": lambda x: x + F.dropout(_U, 0.0),
+    "dropout of batched, eval": lambda x: F.dropout(x, 0.5, training=False),
+    "torch.dropout": lambda x: x + torch.dropout(_U, 0.5, True),
+}
+
+
+def _outcome(lib: Any, func: Any, mode: str) -> str:
+    torch.manual_seed(0)
+    try:
+        out = lib.vmap(func, randomness=mode)(torch.zeros(6, 3))
+    except RuntimeError as e:
+        return f"error: {e}"
+    assert out.shape == (6, 3)
+    return "same" if torch.equal(out, out[:1].expand_as(out)) else "different"
+
+
+@pytest.mark.parametrize("mode", ["error", "same", "different"])
+@pytest.mark.parametrize("name", sorted(UNBATCHED))
+def test_unbatched_random_calls_match_torch_func(name: str, mode: str) -> None:
+    ours, theirs = _outcome(lf, UNBATCHED[name], mode), _outcome(tf, UNBATCHED[name], mode)
+    assert ours.split(":")[0] == theirs.split(":")[0], f"loom: {ours}\ntorch.func: {theirs}"
+    if mode == "error" and ours.startswith("error"):
+        assert "vmap(<lambda>)(Tensor[6, 3]): called random operation" in ours
+        assert "randomness='error'" in ours
+    if mode == "different" and ours.startswith("error"):
+        assert "in-place random op" in ours and "not batched" in ours
+
+
+def test_different_randperm_gives_permutations() -> None:
+    out = lf.vmap(lambda x: x + torch.randperm(5), randomness="different")(torch.zeros(50, 5))
+    assert torch.equal(out.sort(dim=1).values, torch.arange(5.0).expand(50, 5))
+    assert len({tuple(r.tolist()) for r in out}) > 10
+
+
+def test_error_mode_names_the_call_in_nested_vmap() -> None:
+    inner = lf.vmap(lambda x: x + torch.rand(()))
+    with pytest.raises(RuntimeError, match=r"called random operation torch\.rand while"):
+        lf.vmap(inner, randomness="same")(torch.zeros(2, 3))
+    same_outer = lf.vmap(lf.vmap(lambda x: x + torch.rand(()), randomness="same"), randomness="different")
+    out = same_outer(torch.zeros(4, 3))
+    assert torch.equal(out, out[:, :1].expand_as(out)) and not torch.equal(out[0], out[1])

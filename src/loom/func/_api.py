@@ -29,8 +29,8 @@ def vmap(
             positional inputs with an int or ``None`` (not batched) per leaf. Negative dims count from the end.
         out_dims: Where the batch dim goes in each output: an int, or a prefix of the outputs' structure;
             ``None`` for outputs that are the same for every example.
-        randomness: ``'error'`` (random ops on batched tensors raise), ``'same'`` (one sample shared by the
-            batch) or ``'different'`` (independent samples per example).
+        randomness: ``'error'`` (any random call inside ``func`` raises, as in torch.func), ``'same'`` (one
+            sample shared by the batch) or ``'different'`` (independent samples per example).
         chunk_size: If given, run ``func`` on at most this many examples at a time (less memory).
 
     Returns:

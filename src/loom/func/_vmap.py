@@ -12,7 +12,7 @@ from . import _custom_function
 from ._batched import BatchedTensor
 from ._calls import describe_call, fn_name
 from ._levels import VmapLevel, push_level
-from ._random import random_mode
+from ._random import vmap_function_mode
 
 _custom_function.install()
 
@@ -124,7 +124,7 @@ def _vmap_once(
     kwargs: dict[str, Any],
     formatter: Any,
 ) -> Any:
-    with push_level(VmapLevel(formatter, size, randomness)) as level, random_mode(level):
+    with push_level(VmapLevel(formatter, size, randomness)) as level, vmap_function_mode(level):
         wrapped = [
             x if d is None else BatchedTensor(_physical(x, d), level.id) for x, d in zip(flat_args, flat_in)
         ]

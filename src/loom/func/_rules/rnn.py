@@ -1,4 +1,12 @@
-"""LSTM layers on CPU (``mkldnn_rnn_layer`` and its backward): per-example weights and gradients.
+"""Recurrent layers under vmap: states batched before the composite runs; CPU LSTM layers (mkldnn).
+
+NOTE [RNN states are batched first]: ``torch.lstm``/``gru``/``rnn_tanh``/``rnn_relu`` (and their cells) are
+composites; outside the mkldnn LSTM path they compute ``linear(h, w_hh)`` and add the input's gates to it in
+place. With per-example inputs but a shared initial state (nn.LSTM's default zeros) and shared weights, the
+first step's hidden gates are unbatched and the in-place add is refused. A torch-function rule gives the
+input and the states a batch dim (a broadcast add of batched zeros: autograd-friendly, no copy of the
+weights) whenever anything else is batched at the level; the composite then runs batched throughout, on
+every dtype. The mkldnn rules below serve float32 CPU LSTMs.
 
 torch's CPU LSTM (float32/bfloat16) runs each layer and direction through ``mkldnn_rnn_layer``: time-major
 input ``(L, N, I)``, states ``(N, H)``, gate order i, f, g, o. Its backward sums weight gradients over N, so
@@ -17,7 +25,7 @@ from typing import Any
 
 import torch
 
-from ._table import batch_rule, batch_size_of, current_level, materialize, to_front
+from ._table import FUNCTION_RULES, batch_rule, batch_size_of, current_level, materialize, to_front
 
 aten = torch.ops.aten
 _restore_python_tls: Any = torch._C._RestorePythonTLSSnapshot  # type: ignore[attr-defined]
@@ -100,3 +108,61 @@ def mkldnn_rnn_layer_backward(args: Any, bdims: Any, **kwargs: Any) -> tuple[Any
             [o for o, _ in pairs], leaves, [g for _, g in pairs], allow_unused=True, materialize_grads=True
         )
     return tuple(grads), 0  # without biases, their (placeholder) gradients are zeros
+
+
+# ----------------------------------------------------------------------------------------------------------
+# torch.lstm and friends, before their composite runs. See NOTE [RNN states are batched first].
+
+
+def _batched_at(t: Any, level_id: int) -> bool:
+    """Whether ``t`` varies over vmap level ``level_id`` (walking nested BatchedTensors inward)."""
+    from .._batched import BatchedTensor
+
+    while isinstance(t, BatchedTensor):
+        if t._level == level_id:
+            return True
+        if t._level < level_id:
+            return False
+        t = t._value
+    return False
+
+
+def _lift(t: Any, zeros: torch.Tensor) -> Any:
+    return t + zeros.to(t.dtype) if isinstance(t, torch.Tensor) else t
+
+
+def _lift_states(level: Any, args: Any, kwargs: Any) -> tuple[Any, Any]:
+    """Batch the input (index 0) and the states at ``level`` if any tensor argument is batched there."""
+    from .._batched import BatchedTensor
+
+    tensors = [a for a in args if isinstance(a, torch.Tensor)]
+    tensors += [e for a in args if isinstance(a, (list, tuple)) for e in a if isinstance(e, torch.Tensor)]
+    if not any(_batched_at(t, level.id) for t in tensors):
+        return args, kwargs
+    x = args[0]
+    zeros = BatchedTensor(torch.zeros(level.batch_size, dtype=x.dtype, device=x.device), level.id)
+    # Packed sequences (data, batch_sizes, hx, params, ...) have their states third; cells and padded
+    # inputs (input, hx, ...) second.
+    packed = len(args) > 3 and isinstance(args[3], (list, tuple))
+    at = 2 if packed else 1
+    new = list(args)
+    for i in (0, at):
+        a = new[i]
+        if isinstance(a, (list, tuple)):
+            new[i] = [e if _batched_at(e, level.id) else _lift(e, zeros) for e in a]
+        elif not _batched_at(a, level.id):
+            new[i] = _lift(a, zeros)
+    return tuple(new), kwargs
+
+
+for _func in (
+    torch.lstm,
+    torch.gru,
+    torch.rnn_tanh,
+    torch.rnn_relu,
+    torch.lstm_cell,
+    torch.gru_cell,
+    torch.rnn_tanh_cell,
+    torch.rnn_relu_cell,
+):
+    FUNCTION_RULES[_func] = _lift_states

@@ -137,11 +137,26 @@ def narrow(args: Any, bdims: Any, **kwargs: Any) -> tuple[Any, Any]:
     return x.narrow(wrap_dim(args[1], x.dim() - 1) + 1, args[2], args[3]), 0
 
 
-@batch_rule(aten.split.Tensor, aten.split_with_sizes.default, aten.unsafe_split.Tensor)
+@batch_rule(aten.split.Tensor, aten.split_with_sizes.default)
 def split(args: Any, bdims: Any, **kwargs: Any) -> tuple[Any, Any]:
     x = _x(args, bdims)
     dim = wrap_dim(_arg(args, 2, 0), x.dim() - 1) + 1
     return list(torch.split(x, args[1], dim)), 0
+
+
+def _unsafe_split(op: Any) -> Any:
+    # The unsafe forms stay unsafe on the physical tensor: composites (RNN cells) write into their outputs in
+    # place, which autograd refuses for the outputs of a view-tracked split.
+    def rule(args: Any, bdims: Any, **kwargs: Any) -> tuple[Any, Any]:
+        x = _x(args, bdims)
+        dim = wrap_dim(_arg(args, 2, 0), x.dim() - 1) + 1
+        return list(op(x, args[1], dim)), 0
+
+    return rule
+
+
+batch_rule(aten.unsafe_split.Tensor)(_unsafe_split(aten.unsafe_split.Tensor))
+batch_rule(aten.unsafe_split_with_sizes.default)(_unsafe_split(aten.unsafe_split_with_sizes.default))
 
 
 @batch_rule(aten.unbind.int)

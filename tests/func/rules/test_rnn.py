@@ -1,0 +1,144 @@
+"""LSTM, GRU and RNN (layers and cells, float32 and float64) under vmap: per-example gradients, ensembles.
+
+torch.func's own vmap fails on these whenever the initial state is shared (nn.LSTM's default zeros) and torch
+does not take the mkldnn LSTM path ("output with shape [2, 5] doesn't match the broadcast shape [4, 2, 5]"),
+so the oracle there is a per-example loop of torch.func.grad; with per-example states torch.func's vmap is
+compared as well. See NOTE [RNN states are batched first] in loom.func._rules.rnn.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+import torch.func as tf
+import torch.nn as nn
+
+import loom.func as lf
+
+from .._checks import assert_trees_close
+
+KINDS = ["LSTM", "GRU", "RNN"]
+DTYPES = [torch.float32, torch.float64]
+
+
+def _tol(dtype: torch.dtype) -> dict[str, float]:
+    return {} if dtype == torch.float64 else {"atol": 1e-5, "rtol": 1e-4}
+
+
+def _stack(grads: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    return {k: torch.stack([g[k] for g in grads]) for k in grads[0]}
+
+
+def _state_loss(state: Any) -> torch.Tensor:
+    return sum(s.pow(2).sum() for s in state) if isinstance(state, tuple) else state.pow(2).sum()
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_per_sample_grads_shared_state(kind: str, dtype: torch.dtype, batch_first: bool) -> None:
+    torch.manual_seed(0)
+    model = getattr(nn, kind)(3, 5, num_layers=2, bidirectional=True, batch_first=batch_first).to(dtype)
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    x = torch.randn(4, 2, 6, 3, dtype=dtype)
+
+    def loss(p: dict[str, torch.Tensor], a: torch.Tensor) -> torch.Tensor:
+        out, state = tf.functional_call(model, p, (a if batch_first else a.transpose(0, 1),))
+        return out.sin().sum() + _state_loss(state)
+
+    ours = lf.vmap(lf.grad(loss), in_dims=(None, 0))(params, x)
+    assert_trees_close(ours, _stack([tf.grad(loss)(params, e) for e in x]), **_tol(dtype))
+
+
+@pytest.mark.filterwarnings("ignore:There is a performance drop:UserWarning")  # torch.func's, on the LSTM
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("kind", KINDS)
+def test_per_sample_grads_per_example_state(kind: str, dtype: torch.dtype) -> None:
+    torch.manual_seed(0)
+    model = getattr(nn, kind)(3, 4, num_layers=2, batch_first=True).to(dtype)
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    x = torch.randn(3, 2, 5, 3, dtype=dtype)
+    h0 = torch.randn(3, 2, 2, 4, dtype=dtype)
+    c0 = torch.randn(3, 2, 2, 4, dtype=dtype)
+
+    def loss(p: dict[str, torch.Tensor], a: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        state = (h, c) if kind == "LSTM" else h
+        out, new_state = tf.functional_call(model, p, (a, state))
+        return out.pow(2).sum() + _state_loss(new_state)
+
+    grad = lf.grad(loss, argnums=(0, 1, 2, 3))
+    ours = lf.vmap(grad, in_dims=(None, 0, 0, 0))(params, x, h0, c0)
+    loop = [tf.grad(loss, argnums=(0, 1, 2, 3))(params, x[i], h0[i], c0[i]) for i in range(3)]
+    expected = (_stack([g[0] for g in loop]), *[torch.stack([g[j] for g in loop]) for j in (1, 2, 3)])
+    assert_trees_close(ours, expected, **_tol(dtype))
+    theirs = tf.vmap(tf.grad(loss, argnums=(0, 1, 2, 3)), in_dims=(None, 0, 0, 0))(params, x, h0, c0)
+    assert_trees_close(ours, theirs, **_tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("kind", KINDS)
+def test_ensemble_shared_input(kind: str, dtype: torch.dtype) -> None:
+    """Per-example weights, one input for all: the input is the tensor that gets a batch dim."""
+    torch.manual_seed(0)
+    model = getattr(nn, kind)(3, 4, batch_first=True).to(dtype)
+    params = {
+        k: torch.stack([v.detach() + 0.1 * torch.randn_like(v) for _ in range(3)])
+        for k, v in model.named_parameters()
+    }
+    x = torch.randn(2, 5, 3, dtype=dtype)
+
+    def loss(p: dict[str, torch.Tensor], a: torch.Tensor) -> torch.Tensor:
+        out, state = tf.functional_call(model, p, (a,))
+        return out.tanh().sum() + _state_loss(state)
+
+    ours = lf.vmap(lf.grad(loss), in_dims=(0, None))(params, x)
+    loop = [tf.grad(loss)({k: v[i] for k, v in params.items()}, x) for i in range(3)]
+    assert_trees_close(ours, _stack(loop), **_tol(dtype))
+    assert_trees_close(
+        lf.vmap(loss, in_dims=(0, None))(params, x),
+        torch.stack([loss({k: v[i] for k, v in params.items()}, x) for i in range(3)]),
+        **_tol(dtype),
+    )
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("kind", KINDS)
+def test_cells(kind: str, dtype: torch.dtype) -> None:
+    torch.manual_seed(0)
+    cell = getattr(nn, f"{kind}Cell")(3, 4).to(dtype)
+    params = {k: v.detach() for k, v in cell.named_parameters()}
+    x = torch.randn(4, 5, 2, 3, dtype=dtype)  # per example: 5 steps of a batch of 2
+
+    def loss(p: dict[str, torch.Tensor], a: torch.Tensor) -> torch.Tensor:
+        state = None
+        total = a.new_zeros(())
+        for step in a:
+            state = tf.functional_call(cell, p, (step, state))
+            h = state[0] if isinstance(state, tuple) else state
+            total = total + h.sin().sum()
+        return total
+
+    ours = lf.vmap(lf.grad(loss), in_dims=(None, 0))(params, x)
+    assert_trees_close(ours, _stack([tf.grad(loss)(params, e) for e in x]), **_tol(dtype))
+
+
+def test_float64_lstm_vmap_of_vjp_and_dropout_between_layers() -> None:
+    """vmap(vjp) of a float64 LSTM against torch.func (per-example states), and inter-layer dropout in eval."""
+    torch.manual_seed(0)
+    lstm = nn.LSTM(3, 4, num_layers=2, dropout=0.5).double().eval()
+    x, h0, c0 = (
+        torch.randn(3, 5, 2, 3).double(),
+        torch.randn(3, 2, 2, 4).double(),
+        torch.randn(3, 2, 2, 4).double(),
+    )
+
+    def run(lib: Any) -> Any:
+        def per_example(a: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> Any:
+            out, fn = lib.vjp(lambda a_, h_, c_: lstm(a_, (h_, c_))[0], a, h, c)
+            return out, fn(torch.cos(out))
+
+        return per_example
+
+    assert_trees_close(lf.vmap(run(lf))(x, h0, c0), tf.vmap(run(tf))(x, h0, c0))
