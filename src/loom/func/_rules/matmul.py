@@ -22,11 +22,10 @@ def _mat(args: Any, bdims: Any, i: int) -> torch.Tensor:
 
 @batch_rule(aten.mm.default)
 def mm(args: Any, bdims: Any, **kwargs: Any) -> tuple[Any, Any]:
-    a, b = _mat(args, bdims, 0), _mat(args, bdims, 1)
-    if bdims[0] is None:
-        # (n, k) @ (B, k, m): as (B, m, k) @ (k, n), one matmul without expanding the unbatched matrix.
-        return torch.matmul(b.transpose(1, 2), a.t()).transpose(1, 2), 0
-    return torch.matmul(a, b), 0
+    # (n, k) @ (B, k, m) broadcasts the unbatched matrix with stride 0 (a view, no copy) into one batched
+    # matmul whose result is contiguous. Folding B into one large matmul instead, (B, m, k) @ (k, n), left a
+    # transposed result that made every later op of an ensemble read strided memory (BENCHMARKS.md).
+    return torch.matmul(_mat(args, bdims, 0), _mat(args, bdims, 1)), 0
 
 
 @batch_rule(aten.bmm.default)
