@@ -13,11 +13,12 @@ NOTE [randomness modes]
 
 NOTE [torch-function rules]: a few composite ops (``torch.lstm`` and friends) decompose above
 ``__torch_dispatch__`` into kernels that write in place into tensors the composite allocated itself, which
-vmap cannot batch. Their fix (``FUNCTION_RULES`` in ``_rules._table``) runs here, before the composite, and
-only rewrites the arguments; each vmap level's mode handles its own level, innermost first.
+vmap cannot batch, or into kernels without batching rules (cuDNN). Their rules (``FUNCTION_RULES`` in
+``_rules._table``) run here instead of the call; each vmap level's mode handles its own level, innermost first.
 
-The mode costs about 2 µs per torch call made while a vmap runs (calls made inside batching rules, below
-the torch-function layer, do not pass through it).
+The mode costs about 2 µs per torch call on plain tensors and 4 µs per op on BatchedTensors (CPU, 18.8 ->
+22.9 µs for ``x.sin()`` under vmap), for calls the user's function makes: calls inside batching rules and
+inside a handled call (autograd's backward, composites) do not pass through it.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ class _VmapFunctionMode(TorchFunctionMode):
             return self._random(func, args, kwargs)
         rule = FUNCTION_RULES.get(func)
         if rule is not None:
-            args, kwargs = rule(self.level, args, kwargs)
+            return rule(self.level, func, args, kwargs)
         return func(*args, **kwargs)
 
     def _random(self, func: Any, args: Any, kwargs: Any) -> Any:

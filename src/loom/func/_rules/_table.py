@@ -42,10 +42,10 @@ def register_each(make_rule: Callable[[Any], Rule], *ops: Any) -> None:
             RULES[overload] = make_rule(overload)
 
 
-# Torch-function rules, keyed by the public function (``torch.lstm``): ``(level, args, kwargs) -> (args,
-# kwargs)``, applied by vmap's torch-function mode before the call. See NOTE [torch-function rules] in
-# ``loom.func._random``.
-FUNCTION_RULES: dict[Any, Callable[[Any, Any, Any], tuple[Any, Any]]] = {}
+# Torch-function rules, keyed by the public function (``torch.lstm``): ``(level, func, args, kwargs) ->
+# result``, called by vmap's torch-function mode instead of ``func`` (mode off, so calling ``func`` inside is
+# fine). See NOTE [torch-function rules] in ``loom.func._random``.
+FUNCTION_RULES: dict[Any, Callable[[Any, Any, Any, Any], Any]] = {}
 
 
 # ----------------------------------------------------------------------------------------------------------

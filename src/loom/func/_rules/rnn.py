@@ -6,7 +6,9 @@ place. With per-example inputs but a shared initial state (nn.LSTM's default zer
 first step's hidden gates are unbatched and the in-place add is refused. A torch-function rule gives the
 input and the states a batch dim (a broadcast add of batched zeros: autograd-friendly, no copy of the
 weights) whenever anything else is batched at the level; the composite then runs batched throughout, on
-every dtype. The mkldnn rules below serve float32 CPU LSTMs.
+every dtype. The mkldnn rules below serve float32 CPU LSTMs. Off the CPU (cuDNN, fused CUDA cells) the rule
+runs the whole call with plain ops instead: see NOTE [RNNs on CUDA under vmap] in ``_rnn_ops``. Packed
+sequences on CUDA are left to the native call.
 
 torch's CPU LSTM (float32/bfloat16) runs each layer and direction through ``mkldnn_rnn_layer``: time-major
 input ``(L, N, I)``, states ``(N, H)``, gate order i, f, g, o. Its backward sums weight gradients over N, so
@@ -25,6 +27,7 @@ from typing import Any
 
 import torch
 
+from . import _rnn_ops
 from ._table import FUNCTION_RULES, batch_rule, batch_size_of, current_level, materialize, to_front
 
 aten = torch.ops.aten
@@ -131,38 +134,50 @@ def _lift(t: Any, zeros: torch.Tensor) -> Any:
     return t + zeros.to(t.dtype) if isinstance(t, torch.Tensor) else t
 
 
-def _lift_states(level: Any, args: Any, kwargs: Any) -> tuple[Any, Any]:
+def _lift_states(level: Any, args: Any) -> Any:
     """Batch the input (index 0) and the states at ``level`` if any tensor argument is batched there."""
     from .._batched import BatchedTensor
 
     tensors = [a for a in args if isinstance(a, torch.Tensor)]
     tensors += [e for a in args if isinstance(a, (list, tuple)) for e in a if isinstance(e, torch.Tensor)]
     if not any(_batched_at(t, level.id) for t in tensors):
-        return args, kwargs
+        return args
     x = args[0]
     zeros = BatchedTensor(torch.zeros(level.batch_size, dtype=x.dtype, device=x.device), level.id)
-    # Packed sequences (data, batch_sizes, hx, params, ...) have their states third; cells and padded
-    # inputs (input, hx, ...) second.
-    packed = len(args) > 3 and isinstance(args[3], (list, tuple))
-    at = 2 if packed else 1
     new = list(args)
-    for i in (0, at):
+    for i in (0, 2 if _packed(args) else 1):
         a = new[i]
         if isinstance(a, (list, tuple)):
             new[i] = [e if _batched_at(e, level.id) else _lift(e, zeros) for e in a]
         elif not _batched_at(a, level.id):
             new[i] = _lift(a, zeros)
-    return tuple(new), kwargs
+    return tuple(new)
 
 
-for _func in (
-    torch.lstm,
-    torch.gru,
-    torch.rnn_tanh,
-    torch.rnn_relu,
-    torch.lstm_cell,
-    torch.gru_cell,
-    torch.rnn_tanh_cell,
-    torch.rnn_relu_cell,
-):
-    FUNCTION_RULES[_func] = _lift_states
+def _packed(args: Any) -> bool:
+    """Packed sequences come as (data, batch_sizes, hx, params, ...); padded ones as (input, hx, params, ...)."""
+    return len(args) > 3 and isinstance(args[3], (list, tuple))
+
+
+def _on_cpu(args: Any) -> bool:
+    return bool(args[0].device.type == "cpu")
+
+
+def _function_rule(kind: str, is_cell: bool) -> Any:
+    def rule(level: Any, func: Any, args: Any, kwargs: Any) -> Any:
+        if kwargs:
+            return func(*args, **kwargs)
+        args = _lift_states(level, args)
+        if _on_cpu(args) or (not is_cell and _packed(args)):
+            return func(*args)
+        # See NOTE [RNNs on CUDA under vmap] in _rnn_ops.
+        if is_cell:
+            return _rnn_ops.cell(kind, *args)
+        return _rnn_ops.rnn(kind, args[0], args[1], list(args[2]), tuple(args[3:]))
+
+    return rule
+
+
+for _kind in ("lstm", "gru", "rnn_tanh", "rnn_relu"):
+    FUNCTION_RULES[getattr(torch, _kind)] = _function_rule(_kind, False)
+    FUNCTION_RULES[getattr(torch, f"{_kind}_cell")] = _function_rule(_kind, True)
