@@ -86,8 +86,10 @@ def addmm(args: Any, bdims: Any, **kwargs: Any) -> tuple[Any, Any]:
 
 @batch_rule(aten.addbmm.default)
 def addbmm(args: Any, bdims: Any, **kwargs: Any) -> tuple[Any, Any]:
-    prod, _ = mm(args[1:], bdims[1:])
-    prod = prod.sum(1)
+    if bdims[1] is None and bdims[2] is None:
+        prod = torch.bmm(args[1], args[2]).sum(0)  # only the added matrix is batched: one shared product
+    else:
+        prod = mm(args[1:], bdims[1:])[0].sum(1)
     alpha, beta = kwargs.get("alpha", 1), kwargs.get("beta", 1)
     if alpha != 1:
         prod = prod * alpha
