@@ -204,3 +204,25 @@ def test_errors_repeat_the_call() -> None:
         lf.jvp(h_vec, torch.randn(3), (torch.randn(3),))
     with pytest.raises(RuntimeError, match=r"expected each tangent to have the shape of its primal"):
         lf.jvp(h_vec, (torch.randn(3),), (torch.randn(4),))
+
+
+def _per_example_grad_sum(lib: Any, w: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+    def loss(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return (torch.tanh(x @ w.t()) * x.sin().sum()).sum()
+
+    return lib.vmap(lib.grad(loss), in_dims=(None, 0))(w, xs).pow(2).sum()
+
+
+def test_vmap_of_grad_stays_differentiable_outside() -> None:
+    # The inner grad's physical graph is skipped only for its own leaf aliases (NOTE [physical ops of inner
+    # levels]); a weight that base autograd or an outer grad differentiates must still be recorded.
+    w, xs = torch.randn(4, 3), torch.randn(5, 3)
+    expected = tf.grad(lambda w: _per_example_grad_sum(tf, w, xs))(w)
+    assert_trees_close(lf.grad(lambda w: _per_example_grad_sum(lf, w, xs))(w), expected)
+    w_leaf = w.clone().requires_grad_()
+    _per_example_grad_sum(lf, w_leaf, xs).backward()
+    assert_trees_close(w_leaf.grad, expected)
+    # and a weight derived from a leaf in more than one step
+    base = w.clone().requires_grad_()
+    _per_example_grad_sum(lf, base * 1.0 + 0.0, xs).backward()
+    assert_trees_close(base.grad, expected)

@@ -22,14 +22,28 @@ import torch.autograd.forward_ad as fwad
 from torch.utils import _pytree as pytree
 
 from ._calls import LazyCall, fn_name
-from ._levels import GradLevel, JvpLevel, autodiff_level_live, forward_ad_level_live, push_level
+from ._levels import (
+    ALIAS_LEVEL_ATTR,
+    LIVE_VMAP,
+    GradLevel,
+    JvpLevel,
+    autodiff_level_live,
+    forward_ad_level_live,
+    push_level,
+)
 
 
-def make_alias(p: torch.Tensor) -> torch.Tensor:
-    """A tensor equal to ``p`` that this level differentiates with respect to (see NOTE above)."""
+def make_alias(p: torch.Tensor, level_id: int) -> torch.Tensor:
+    """A tensor equal to ``p`` that this level differentiates with respect to (see NOTE above).
+
+    An alias that is a fresh leaf requires grad for this level alone; it is tagged with the level's id so
+    that vmap levels entered before it can tell (see NOTE [physical ops of inner levels] in _batched.py).
+    """
     q = p.view_as(p)
     if not q.requires_grad:
         q.requires_grad_()
+        if LIVE_VMAP:
+            setattr(q, ALIAS_LEVEL_ATTR, level_id)
     return q
 
 
@@ -92,7 +106,7 @@ def grad_and_value_impl(
     call = LazyCall(transform, func, options, args)
     nums = check_argnums(argnums, len(args), call)
     create_graph = _wants_graph(pytree.tree_leaves(args))
-    with push_level(GradLevel(call)), torch.enable_grad():
+    with push_level(GradLevel(call)) as level, torch.enable_grad():
         new_args = list(args)
         diff_leaves: list[torch.Tensor] = []
         diff_trees = []
@@ -101,7 +115,7 @@ def grad_and_value_impl(
             for leaf in leaves:
                 if not isinstance(leaf, torch.Tensor):
                     raise RuntimeError(f"{call}: expected argument {i} to contain only Tensors, got {leaf!r}")
-            aliases = [make_alias(t) for t in leaves]
+            aliases = [make_alias(t, level.id) for t in leaves]
             diff_leaves += aliases
             diff_trees.append((len(aliases), spec))
             new_args[i] = pytree.tree_unflatten(aliases, spec)
@@ -138,8 +152,8 @@ def vjp_impl(
         if not isinstance(p, torch.Tensor):
             raise RuntimeError(f"{call}: expected primals to be Tensors (or pytrees of them), got {p!r}")
     fwd_graph = _wants_graph(flat_primals)
-    with push_level(GradLevel(call)), torch.enable_grad():
-        aliases = [make_alias(p) for p in flat_primals]
+    with push_level(GradLevel(call)) as level, torch.enable_grad():
+        aliases = [make_alias(p, level.id) for p in flat_primals]
         out, aux = _split_aux(func(*pytree.tree_unflatten(aliases, primals_spec), **kwargs), has_aux, call)
     flat_out, out_spec = pytree.tree_flatten(out)
     for o in flat_out:
@@ -275,8 +289,8 @@ def _jvp_double_vjp(
     call: Any,
 ) -> Any:
     """jvp inside another jvp: J t = d/du <u, J t> computed as the vjp of the vjp (reverse mode only)."""
-    with push_level(JvpLevel(call, uses_forward_ad=False)), torch.enable_grad():
-        aliases = [make_alias(p) for p in flat_p]
+    with push_level(JvpLevel(call, uses_forward_ad=False)) as level, torch.enable_grad():
+        aliases = [make_alias(p, level.id) for p in flat_p]
         out, aux = _split_aux(func(*pytree.tree_unflatten(aliases, p_spec), **kwargs), has_aux, call)
         flat_out, out_spec = pytree.tree_flatten(out)
         tangents_out: list[Any] = [None] * len(flat_out)

@@ -15,7 +15,7 @@ import torch
 import torch.autograd.forward_ad as _fwad
 from torch.utils._mode_utils import no_dispatch
 
-from ._levels import LIVE_VMAP, VmapLevel
+from ._levels import ALIAS_LEVEL_ATTR, LIVE_VMAP, VmapLevel
 from ._rules import _table
 from ._rules._table import RULES
 
@@ -282,9 +282,28 @@ def _unwrap(args: Any, top: int) -> tuple[list[Any], list[Any], bool]:
         else:
             phys.append(a)
             bdims.append(None)
-            if isinstance(a, torch.Tensor):
-                needs_grad = needs_grad or a.requires_grad
+            if not needs_grad and isinstance(a, torch.Tensor) and a.requires_grad:
+                needs_grad = not _only_inner_levels_differentiate(a, top)
     return phys, bdims, needs_grad
+
+
+# NOTE [physical ops of inner levels]
+# A grad level entered inside a vmap, vmap(grad(f)), records the wrapper ops (see NOTE [re-entering
+# autograd]); its unbatched inputs are plain leaf aliases that require grad for it alone. Re-entering
+# autograd for them would record a second, physical graph that nobody differentiates, costing dispatch time
+# and keeping its saved tensors alive as long as the outputs. So an unbatched input requiring grad counts
+# only when something outside the vmap may differentiate it: it is not a leaf alias of a level newer than
+# the vmap (nor a view/transpose one step from one). Anything less certain re-enters, which is always right.
+
+
+def _only_inner_levels_differentiate(t: torch.Tensor, top: int) -> bool:
+    fn = t.grad_fn
+    if fn is not None:
+        nexts = fn.next_functions
+        if len(nexts) != 1 or nexts[0][0] is None or not hasattr(nexts[0][0], "variable"):
+            return False
+        t = nexts[0][0].variable
+    return bool(getattr(t, ALIAS_LEVEL_ATTR, 0) > top)
 
 
 def wrap_output(out: Any, out_bdims: Any, level: int) -> Any:

@@ -22,6 +22,8 @@ _ids = itertools.count(1)
 _STACK: list[Level] = []
 # Live vmap levels by id, for the per-op lookup in BatchedTensor.__torch_dispatch__.
 LIVE_VMAP: dict[int, VmapLevel] = {}
+# The attribute that tags a grad level's own leaf aliases with the level's id (see _autodiff.make_alias).
+ALIAS_LEVEL_ATTR = "_loom_alias_level"
 
 
 class Level:
