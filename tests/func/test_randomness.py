@@ -104,6 +104,9 @@ UNBATCHED: dict[str, Any] = {
     "dropout p=0": lambda x: x + F.dropout(_U, 0.0),
     "dropout of batched, eval": lambda x: F.dropout(x, 0.5, training=False),
     "torch.dropout": lambda x: x + torch.dropout(_U, 0.5, True),
+    "alpha_dropout default (eval)": lambda x: x + F.alpha_dropout(_U, 0.5),
+    "alpha_dropout training": lambda x: x + F.alpha_dropout(_U, 0.5, training=True),
+    "dropout2d": lambda x: x + F.dropout2d(_U.reshape(1, 3, 1, 1), 0.5).flatten(),
 }
 
 

@@ -74,7 +74,8 @@ def _draws(func: Any, args: Any, kwargs: Any) -> bool:
     if func not in _DROPOUT and func is not torch.dropout:
         return True
     p = args[1] if len(args) > 1 else kwargs.get("p", 0.5)
-    train = args[2] if len(args) > 2 else kwargs.get("train", kwargs.get("training", True))
+    default = func not in (F.alpha_dropout, F.feature_alpha_dropout)  # these two default to training=False
+    train = args[2] if len(args) > 2 else kwargs.get("train", kwargs.get("training", default))
     return bool(train) and p > 0
 
 
