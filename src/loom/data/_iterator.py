@@ -16,14 +16,13 @@
 from __future__ import annotations
 
 import contextlib
-import time
 import warnings
 import weakref
 from collections.abc import Iterator
-from operator import itemgetter
 from typing import Any
 
 from loom.data._datapipe import DataChunk, IterDataPipe, _is_native
+from loom.data._profile import StageTimer, counted, produced, timed
 
 __all__ = ["PipeIterator", "profiling"]
 
@@ -35,19 +34,20 @@ SOURCE_KEY = "source"
 SOURCES_KEY = "sources"
 RANDOM_KEY = "random"
 
-_second = itemgetter(1)
 _PROFILING = [False, False]  # counting, timing
 
 
 def profiling(enabled: bool | None = None, *, timing: bool | None = None) -> bool:
     """Switch per-stage profiling on or off for iterators created afterwards; returns whether it is on.
 
-    With profiling on, ``iter(pipe).profile()`` lists how many elements each stage has produced. With
-    ``timing=True`` too, each stage also reports ``time_s``, the seconds spent inside its ``next``
-    (including its sources), and ``self_s``, that minus its sources' ``time_s``: the self times of all
-    stages add up to the output stage's ``time_s``. See NOTE [per-stage timing]. Off (the default), no
-    counting or timing code is on the per-element path; ``timing=True`` switches profiling on, and
-    ``profiling(False)`` switches both off.
+    With profiling on, ``iter(pipe).profile()`` lists how many elements each stage has produced
+    (exact). With ``timing=True`` too, each stage also reports ``time_s``, the seconds spent inside its
+    ``next`` (including its sources), ``self_s``, that minus its sources' ``time_s`` (the self times
+    of all stages add up to the output stage's ``time_s``), and ``sampled``, how many of its ``next``
+    calls were timed. Cheap stages are timed about one element in 128 and the rest extrapolated, so
+    ``time_s`` is an estimate unless ``sampled == produced``; see NOTE [per-stage timing] in
+    ``_profile.py``. Off (the default), no counting or timing code is on the per-element path;
+    ``timing=True`` switches profiling on, and ``profiling(False)`` switches both off.
 
     Args:
         enabled: switch counting on or off; ``None`` leaves it as it is.
@@ -184,8 +184,8 @@ class _Node:
         self.state: Any = None
         self.it: Iterator[Any] = iter(())
         self.shard: tuple[int, int] | None = None
-        self.counter: Any = None
-        self.timer: list[float] | None = None  # [seconds inside next, elements]
+        self.counter: Any = None  # with profiling, the count of elements produced
+        self.timer: StageTimer | None = None  # with timing too
 
 
 def _build(pipe: Any, ctx: Context, saved: dict[str, Any] | None, path: str) -> _Node:
@@ -261,40 +261,11 @@ class SourceHandle:
 
 def _count(node: _Node) -> _Node:
     if _PROFILING[0] and not getattr(node.pipe, "_shared_in_iteration", False):
+        node.it, node.counter = counted(node.it)  # see NOTE [per-stage counts] in _profile.py
         if _PROFILING[1]:
-            node.timer = [0.0, 0]
-            node.it = _timed(node.it, node.timer)
-        else:
-            node.counter = enumerate(node.it)
-            node.it = map(_second, node.counter)
+            node.timer = StageTimer(node.counter)
+            node.it = timed(node.it, node.timer)  # see NOTE [per-stage timing] in _profile.py
     return node
-
-
-# NOTE [per-stage timing]
-# With ``profiling(timing=True)`` each stage's raw iterator is wrapped in ``_timed``, a generator that
-# adds the seconds each ``next`` of the stage took (``perf_counter`` before and after) and counts its
-# elements. A stage's ``next`` runs its sources' ``next`` inside it, so that figure is cumulative
-# (``time_s``); ``profile()`` derives the stage's own share as ``self_s = time_s - sum(time_s of its
-# direct sources)``, and the self times of a tree of stages add up to the output stage's ``time_s``
-# exactly. The wrappers' own cost (a generator resume and two clock reads per element per stage) lands
-# in the self time of the stage above: about 0.2 µs per element per stage on a 2-core CPU, a lot for
-# trivial stages (BENCHMARKS.md), little next to real per-element work. A stage that runs its source
-# in a background thread (prefetch, a thread-pool map) overlaps with it, so its self time can come out
-# negative: the sum still holds. Pipes shared by several readers in one iteration (the container behind fork/demux) are
-# neither counted nor timed: their time is in their readers', and each reader's self time has the whole
-# of the shared upstream's time taken off, so with fork/demux the sum is not exact. With timing off,
-# none of this is built.
-
-
-def _timed(it: Iterator[Any], cell: list[float]) -> Iterator[Any]:
-    clock = time.perf_counter
-    began = clock()
-    for x in it:  # the for loop's own next is the stage's: timed from ``began`` to here
-        cell[0] += clock() - began
-        cell[1] += 1
-        yield x
-        began = clock()
-    cell[0] += clock() - began
 
 
 def _check_name(node: _Node, saved: Any, path: str) -> None:
@@ -393,24 +364,21 @@ def _save_native(node: _Node) -> dict[str, Any]:
 
 def _walk(node: _Node, path: str, rows: list[dict[str, Any]]) -> float | None:
     """Append the rows of ``node`` and its sources; return ``node``'s cumulative time (None untimed)."""
-    produced: int | None = None
-    spent: float | None = None
-    if node.timer is not None:
-        spent = node.timer[0]
-        produced = int(node.timer[1])
-    elif node.counter is not None:
-        produced = node.counter.__reduce__()[1][1]
-    row: dict[str, Any] = {"path": path, "pipe": node.name, "produced": produced}
+    count = produced(node.counter) if node.counter is not None else None
+    row: dict[str, Any] = {"path": path, "pipe": node.name, "produced": count}
     rows.append(row)
+    timer = node.timer
+    spent = timer.time_s() if timer is not None else None
     below = 0.0
     for i, s in enumerate(node.sources):
         sub = f"{path}.{SOURCE_KEY}" if len(node.sources) == 1 else f"{path}.{SOURCES_KEY}[{i}]"
         got = _walk(s, sub, rows)
         below += got or 0.0
-    if spent is None:
+    if timer is None or spent is None:
         return below if node.sources else None  # an untimed (shared) stage passes its sources' time up
     row["time_s"] = spent
     row["self_s"] = spent - below
+    row["sampled"] = timer.sampled
     return spent
 
 
@@ -524,7 +492,8 @@ class PipeIterator(Iterator[Any]):
     def profile(self) -> list[dict[str, Any]]:
         """Per stage, from the output down: path, pipe name, elements produced (None unless profiling).
 
-        With ``profiling(timing=True)``, rows also hold ``time_s`` and ``self_s``; see NOTE [per-stage timing].
+        With ``profiling(timing=True)``, rows also hold ``time_s``, ``self_s`` (estimates) and ``sampled``;
+        see NOTE [per-stage timing] in _profile.py.
         """
         rows: list[dict[str, Any]] = []
         _walk(self._root, "root", rows)

@@ -252,11 +252,13 @@ class DataLoader2:
 
         Per-stage element counts come from ``loom.data.profiling``, which this switches too (in the
         workers as well). With ``timing=True``, each stage of ``stats()["stages"]`` also holds
-        ``time_s`` and ``self_s`` (seconds inside the stage with and without its sources).
+        ``time_s`` and ``self_s`` (seconds inside the stage with and without its sources, estimated
+        from a sample of its ``next`` calls) and ``sampled`` (how many were timed); see
+        ``loom.data.profiling``.
 
         Args:
             enabled: switch the statistics on or off.
-            timing: with ``enabled``, also time each stage (a clock read per element per stage).
+            timing: with ``enabled``, also time each stage (sampled: a cheap stage about one element in 128).
         """
         from loom.data._iterator import profiling
 
