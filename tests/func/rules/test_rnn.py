@@ -296,3 +296,22 @@ def test_cuda_cells(kind: str) -> None:
 
     ours = lf.vmap(lf.grad(loss), in_dims=(None, 0))(params, x)
     assert_trees_close(ours, _stack([tf.grad(loss)(params, e) for e in x]), atol=1e-4, rtol=1e-3)
+
+
+def test_rnn_weights_reflattened_under_vmap_read_physical_pointers() -> None:
+    # On CUDA an RNN whose weights were swapped (functional_call) reads their data pointers and packs them
+    # for cuDNN in forward; under vmap the pointers are the physical tensors' and the packing is skipped.
+    # Both calls are made here as flatten_parameters makes them on CUDA (on CPU it returns early).
+    weights = [torch.randn(4, 20, 3), torch.randn(4, 20, 5), torch.randn(4, 20), torch.randn(4, 20)]
+
+    def reflatten(*ws: torch.Tensor) -> torch.Tensor:
+        pointers = {w.data_ptr() for w in ws}
+        assert len(pointers) == len(ws)
+        assert torch._cudnn_rnn_flatten_weight(list(ws), 4, 3, 2, 5, 0, 1, True, False) is None
+        return ws[0].sum()
+
+    assert_trees_close(lf.vmap(reflatten)(*weights), weights[0].sum((1, 2)))
+    # outside vmap the real op runs (and, on this CPU build, refuses)
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError):
+            torch._cudnn_rnn_flatten_weight([w[0] for w in weights], 4, 3, 2, 5, 0, 1, True, False)

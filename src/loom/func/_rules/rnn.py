@@ -181,3 +181,30 @@ def _function_rule(kind: str, is_cell: bool) -> Any:
 for _kind in ("lstm", "gru", "rnn_tanh", "rnn_relu"):
     FUNCTION_RULES[getattr(torch, _kind)] = _function_rule(_kind, False)
     FUNCTION_RULES[getattr(torch, f"{_kind}_cell")] = _function_rule(_kind, True)
+
+
+# NOTE [RNN weights re-flattened under vmap]: an RNN module whose weights changed (functional_call swaps
+# them in) re-flattens them for cuDNN in forward: it reads their data pointers, then packs them into one
+# buffer in place. Transformed tensors have no storage of their own: a BatchedTensor's data pointer is its
+# physical tensor's, and packing is skipped (the weights stay separate; forward passes them on as a list,
+# to the rules above).
+def _data_ptr(level: Any, func: Any, args: Any, kwargs: Any) -> Any:
+    from .._batched import BatchedTensor
+
+    t = args[0]
+    while isinstance(t, BatchedTensor):
+        t = t._value
+    return func(t, *args[1:], **kwargs)
+
+
+def _flatten_weight(level: Any, func: Any, args: Any, kwargs: Any) -> Any:
+    from .._batched import BatchedTensor
+
+    if any(isinstance(w, BatchedTensor) for w in args[0]):
+        return None
+    return func(*args, **kwargs)
+
+
+FUNCTION_RULES[torch._C.TensorBase.data_ptr] = _data_ptr
+if hasattr(torch, "_cudnn_rnn_flatten_weight"):
+    FUNCTION_RULES[torch._cudnn_rnn_flatten_weight] = _flatten_weight
