@@ -56,3 +56,18 @@ def test_after_effects_of_one_function_hit_the_others_evenly() -> None:
 
     harness.interleaved({n: make(n) for n in ("a", "b", "loop")}, warmup=0, repeats=60)
     assert min(followers.values()) >= 10, followers
+
+
+def test_isolated_baselines_run_after_the_interleaved_ones() -> None:
+    log: list[str] = []
+    suite = harness.Suite("selftest", warmup=1, repeats=3)
+    record = suite.compare(
+        "iso",
+        loom=lambda: log.append("loom"),
+        isolate=("loop",),
+        fast=lambda: log.append("fast"),
+        loop=lambda: log.append("loop"),
+    )
+    first_loop = log.index("loop")
+    assert set(log[:first_loop]) == {"loom", "fast"} and set(log[first_loop:]) == {"loop"}
+    assert log.count("loop") == 4 and set(record.median_s) == {"loom", "fast", "loop"}
