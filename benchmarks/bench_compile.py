@@ -201,6 +201,10 @@ def main() -> None:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
     lf.set_vmap_fallback("error")  # a benchmark that hits the slow path is a bug, not a number
+    if device == "cuda":
+        # Full float32 convolutions for every contender (cuDNN's default is TF32): torch.compile's kernels
+        # then agree with torch.func's to fp32 tolerance, so its CNN time is checked, not waved through.
+        torch.backends.cudnn.allow_tf32 = False
     quick = args.quick
     suite = Suite(f"compile[{device}]", warmup=3 if quick else 10, repeats=5 if quick else 30)
     cases: list[tuple[str, Callable[[], Case]]] = [

@@ -258,7 +258,9 @@ def _autograd_grads(
     p = {k: v.detach().clone().requires_grad_() for k, v in params.items()}
     extra = [r.detach().clone().requires_grad_() if i in wrt_rest else r for i, r in enumerate(rest)]
     leaves = [*p.values(), *(extra[i] for i in wrt_rest)]
-    grads = torch.autograd.grad(fn(p, *extra), leaves, allow_unused=True)
+    # cuDNN runs float32 RNNs in TF32 by default; the plain-op path under vmap runs full float32 matmuls
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+        grads = torch.autograd.grad(fn(p, *extra), leaves, allow_unused=True)
     grads = tuple(torch.zeros_like(leaf) if g is None else g for g, leaf in zip(grads, leaves))
     by_name = dict(zip(p, grads[: len(p)]))
     return (by_name, *grads[len(p) :]) if wrt_rest else by_name
