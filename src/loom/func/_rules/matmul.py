@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from ._table import batch_rule, pad_to_rank, to_front
+from ._table import batch_rule, batch_size_of, pad_to_rank, to_front
 
 aten = torch.ops.aten
 
@@ -68,13 +68,15 @@ def addmm(args: Any, bdims: Any, **kwargs: Any) -> tuple[Any, Any]:
     beta = kwargs.get("beta", 1)
     alpha = kwargs.get("alpha", 1)
     mv_case = args[2].dim() - (bdims[2] is not None) == 1
+    prod_batched = bdims[1] is not None or bdims[2] is not None
+    if prod_batched and not mv_case and args[1].dim() - (bdims[1] is not None) == 2:
+        return _addmm_fused(args, bdims, beta, alpha), 0
     if mv_case:
         prod, _ = mv(args[1:], bdims[1:])
     else:
         prod, _ = mm(args[1:], bdims[1:])
     if alpha != 1:
         prod = prod * alpha
-    prod_batched = bdims[1] is not None or bdims[2] is not None
     if beta == 0:
         return (prod, 0) if prod_batched else (prod.unsqueeze(0).expand(bias.shape[0], *prod.shape), 0)
     rank = prod.dim() - prod_batched
@@ -82,6 +84,19 @@ def addmm(args: Any, bdims: Any, **kwargs: Any) -> tuple[Any, Any]:
     if beta != 1:
         bias = bias * beta
     return prod + bias, 0
+
+
+def _addmm_fused(args: Any, bdims: Any, beta: Any, alpha: Any) -> torch.Tensor:
+    """addmm with a batched product as one ``baddbmm``: the bias is added by the matmul itself (as torch's
+    addmm does), not by a separate pass over the (B, n, m) result. Unbatched operands expand with stride 0."""
+    size = batch_size_of(args, bdims)
+    a, b = _mat(args, bdims, 1), _mat(args, bdims, 2)
+    if bdims[1] is None:
+        a = a.expand(size, *a.shape)
+    if bdims[2] is None:
+        b = b.expand(size, *b.shape)
+    bias = pad_to_rank(to_front(args[0], bdims[0]), 2) if bdims[0] is not None else args[0]
+    return torch.baddbmm(bias, a, b, beta=beta, alpha=alpha)
 
 
 @batch_rule(aten.addbmm.default)
