@@ -168,3 +168,27 @@ def test_cuda_graph_refuses_host_reads() -> None:
     x = torch.randn(3, 4, device="cuda")
     with pytest.warns(UserWarning, match=r"reads tensor values on the host"):
         torch.testing.assert_close(c(x), x.sin() * x.max().item())
+
+
+@cuda
+def test_cuda_graph_reads_unchanged_inputs_in_place_and_sees_their_updates() -> None:
+    # NOTE [inputs read in place]: w keeps its memory from call to call, so after two calls the graph reads
+    # it where it is; x is new every call and is copied. In-place updates to w must be seen, and a call with
+    # a different w tensor (or a view with other strides) must run the copying graph, not the stale memory.
+    def f(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return lf.vmap(lambda row: (row @ w).relu())(x)
+
+    c = lf.compile(f, backend="cuda_graph")
+    w = torch.randn(8, 5, device="cuda")
+    for step in range(6):
+        x = torch.randn(4, 8, device="cuda")
+        torch.testing.assert_close(c(w, x), (x @ w).relu())
+        if step == 3:
+            w.add_(1.0)  # an optimizer-style update between calls
+    runner = next(iter(c._cache.values()))[0].run  # type: ignore[attr-defined]
+    assert runner.in_place is not None and runner.in_place.in_place == frozenset({0})
+    other = torch.randn(8, 5, device="cuda")
+    torch.testing.assert_close(c(other, x), (x @ other).relu())
+    transposed = torch.randn(5, 8, device="cuda").t()
+    torch.testing.assert_close(c(transposed, x), (x @ transposed).relu())
+    torch.testing.assert_close(c(w, x), (x @ w).relu())

@@ -1,8 +1,9 @@
 """Backends: how a traced graph runs. Each builder returns a runner ``(list of tensors) -> list of tensors``.
 
 - ``"replay"``: the graph as generated Python code (see NOTE [why replay generates its own code]).
-- ``"cuda_graph"``: the replay captured once in a CUDA graph; each call copies the inputs into static
-  buffers, replays the graph and returns copies of the static outputs.
+- ``"cuda_graph"``: the replay captured in a CUDA graph; each call copies the inputs into static buffers
+  (or reads them in place, see NOTE [inputs read in place]), replays the graph and returns copies of the
+  static outputs.
 - ``"inductor"``: the graph handed to ``torch.compile`` (compiled on the first call).
 
 NOTE [default backend]
@@ -63,31 +64,100 @@ def default_backend(traced: Traced, inputs: list[torch.Tensor]) -> str:
 
 
 class CudaGraphRunner:
-    """One captured CUDA graph with static input buffers. See the ``torch.cuda.graphs`` recipe."""
+    """One captured CUDA graph. See the ``torch.cuda.graphs`` recipe and NOTE [inputs read in place].
 
-    def __init__(self, fn: Callable[..., list[torch.Tensor]], traced: Traced, inputs: list[torch.Tensor]):
+    Inputs in ``in_place`` are read from the caller's tensors, which the runner keeps alive; the others are
+    copied into static buffers on every call.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[..., list[torch.Tensor]],
+        traced: Traced,
+        inputs: list[torch.Tensor],
+        in_place: frozenset[int] = frozenset(),
+    ):
         self.mutated = traced.mutated_inputs
+        self.in_place = in_place
         # Same strides where the input is dense; contiguous where it is not (an expanded input).
-        self.static_inputs = [torch.empty_like(t, memory_format=torch.preserve_format) for t in inputs]
-        _copy(self.static_inputs, inputs)
+        self.static_inputs = [
+            t if i in in_place else torch.empty_like(t, memory_format=torch.preserve_format)
+            for i, t in enumerate(inputs)
+        ]
+        self.copied = [i for i in range(len(inputs)) if i not in in_place]
+        self._copy_in(inputs)
         side = torch.cuda.Stream()  # type: ignore[no-untyped-call]
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             for _ in range(2):  # warm-up: lazy init, cuBLAS handles, allocator pools
                 fn(*self.static_inputs)
         torch.cuda.current_stream().wait_stream(side)
-        _copy(self.static_inputs, inputs)  # the warm-up may have written into them
+        self._copy_in(inputs)  # the warm-up may have written into them
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):  # a private memory pool per graph: safe in any replay order
             self.static_outputs = list(fn(*self.static_inputs))
 
+    def reads(self, inputs: list[torch.Tensor]) -> bool:
+        """Whether the in-place inputs of this call are the very memory the graph was captured on."""
+        static = self.static_inputs
+        return all(
+            inputs[i].data_ptr() == static[i].data_ptr() and inputs[i].stride() == static[i].stride()
+            for i in self.in_place
+        )
+
+    def _copy_in(self, inputs: list[torch.Tensor]) -> None:
+        if self.copied:
+            _copy([self.static_inputs[i] for i in self.copied], [inputs[i] for i in self.copied])
+
     def __call__(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
-        _copy(self.static_inputs, inputs)
+        self._copy_in(inputs)
         self.graph.replay()
         for i in self.mutated:
             inputs[i].copy_(self.static_inputs[i])
         # The static outputs are overwritten by the next replay: hand out copies.
         return [out.clone() for out in self.static_outputs]
+
+
+# NOTE [inputs read in place]
+# Copying every input into the graph's static buffers costs a pass over each one per call: for an ensemble
+# whose stacked weights are 100 MB, more than its last matmul. Inputs that are the same memory on two calls
+# in a row (parameters, a fixed batch) are then read where they are: a second graph is captured on the
+# caller's tensors (the runner holds references, so that memory cannot be handed to another tensor), and
+# is replayed while those inputs keep their data pointers and strides; it reads their current values, so
+# in-place updates between calls (an optimizer step) are seen. A call whose input moved runs the first,
+# copying graph. Inputs the graph writes into are always copied. One in-place capture per shape.
+
+
+class _CudaGraphs:
+    """A copying graph first; then, once some inputs keep their memory, a graph that reads those in place."""
+
+    IN_PLACE_CAPTURES = 2  # a second try if the first in-place set turned out to include a moving input
+
+    def __init__(self, fn: Callable[..., list[torch.Tensor]], traced: Traced, inputs: list[torch.Tensor]):
+        self.fn = fn
+        self.traced = traced
+        self.copying = CudaGraphRunner(fn, traced, inputs)
+        self.in_place: CudaGraphRunner | None = None
+        self.captures_left = self.IN_PLACE_CAPTURES
+        self.last: list[int] | None = None  # data pointers of the previous call
+
+    def __call__(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+        runner = self.in_place
+        if runner is not None and runner.reads(inputs):
+            return runner(inputs)
+        if self.captures_left:
+            pointers = [t.data_ptr() for t in inputs]
+            last, self.last = self.last, pointers
+            if last is not None:
+                mutated = set(self.traced.mutated_inputs)
+                kept = frozenset(
+                    i for i, (a, b) in enumerate(zip(pointers, last)) if a == b and i not in mutated
+                )
+                if kept and (runner is None or kept < runner.in_place):
+                    self.captures_left -= 1
+                    self.in_place = CudaGraphRunner(self.fn, self.traced, inputs, in_place=kept)
+                    return self.in_place(inputs)
+        return self.copying(inputs)
 
 
 class _PerShape:
@@ -96,13 +166,13 @@ class _PerShape:
     def __init__(self, fn: Callable[..., list[torch.Tensor]], traced: Traced) -> None:
         self.fn = fn
         self.traced = traced
-        self.graphs: dict[Any, CudaGraphRunner] = {}
+        self.graphs: dict[Any, _CudaGraphs] = {}
 
     def __call__(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
         key = tuple((t.shape, t.stride()) for t in inputs)
         runner = self.graphs.get(key)
         if runner is None:
-            runner = self.graphs[key] = CudaGraphRunner(self.fn, self.traced, inputs)
+            runner = self.graphs[key] = _CudaGraphs(self.fn, self.traced, inputs)
         return runner(inputs)
 
 
@@ -159,7 +229,7 @@ def build(
         problem = cuda_graph_problem(traced, inputs)
         if problem is None:
             try:  # capture now, so that a failure can still fall back
-                runner: Runner = _PerShape(fn, traced) if dynamic else CudaGraphRunner(fn, traced, inputs)
+                runner: Runner = _PerShape(fn, traced) if dynamic else _CudaGraphs(fn, traced, inputs)
                 first = runner(inputs)
             except Exception as exc:
                 problem = f"capture failed ({type(exc).__name__}: {_first_line(exc)})"
