@@ -205,7 +205,8 @@ def compile(
     Args:
         func: The function to compile. Without it, ``compile(...)`` returns a decorator.
         backend: ``"replay"`` (run the graph as generated Python code), ``"cuda_graph"`` (capture the replay
-            in a CUDA graph with static input buffers) or ``"inductor"`` (``torch.compile`` the graph).
+            in a CUDA graph; inputs are copied into static buffers, except those that keep their memory
+            from call to call, such as parameters, which are read in place) or ``"inductor"`` (``torch.compile`` the graph).
             ``None`` picks ``"cuda_graph"`` for graphs on one CUDA device that record no autograd and
             ``"replay"`` otherwise. A backend that cannot run the graph warns and uses ``"replay"``.
         dynamic: Trace with symbolic shapes, so that sizes (such as the batch size) may change without a
