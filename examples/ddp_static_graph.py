@@ -171,6 +171,9 @@ def main() -> int:
     ok = bool(flag.item() == 1.0)
     if rank == 0:
         print("check:", "OK" if ok else "FAILED")
+    # Release both wrappers (and torch's C++ reducer with its hold on the process group) while the group
+    # is still whole, then tear the group down.
+    del model, anchor
     dist.destroy_process_group()
     return 0 if ok else 1
 
