@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import gc
 import os
 import sys
 import time
@@ -172,8 +173,10 @@ def main() -> int:
     if rank == 0:
         print("check:", "OK" if ok else "FAILED")
     # Release both wrappers (and torch's C++ reducer with its hold on the process group) while the group
-    # is still whole, then tear the group down.
+    # is still whole, collecting any cycle that still holds one, then tear the group down: a group last
+    # released during interpreter shutdown can abort the process there.
     del model, anchor
+    gc.collect()
     dist.destroy_process_group()
     return 0 if ok else 1
 
