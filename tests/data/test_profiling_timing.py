@@ -137,18 +137,22 @@ def test_loader_stats_with_timing() -> None:
 
 @pytest.mark.multiprocess
 @pytest.mark.timeout(60)
-def test_loader_stats_with_timing_in_workers() -> None:
+def _read_with_timing_in_workers(pipe: Any) -> tuple[list[Any], dict[str, Any]]:
+    """All of ``pipe`` through DataLoader2 with 2 workers and timing on, and the loader's stats."""
     from loom.data import MultiProcessingReadingService
 
-    pipe = IterableWrapper(range(16)).sharding_filter().map(_slow).filter(lambda x: x % 2 == 0)
-    rs = MultiProcessingReadingService(num_workers=2)
-    with DataLoader2(pipe, reading_service=rs) as loader:
+    with DataLoader2(pipe, reading_service=MultiProcessingReadingService(num_workers=2)) as loader:
         loader.enable_stats(timing=True)
         try:
-            out = list(loader)
-            stats = loader.stats()
+            return list(loader), loader.stats()
         finally:
             loader.enable_stats(False)
+
+
+def test_loader_stats_with_timing_in_workers() -> None:
+
+    pipe = IterableWrapper(range(16)).sharding_filter().map(_slow).filter(lambda x: x % 2 == 0)
+    out, stats = _read_with_timing_in_workers(pipe)
     assert sorted(out) == [x for x in range(16) if x % 2 == 0]
     for w in range(2):
         rows = [r for r in stats["stages"] if r["worker"] == w]
@@ -396,18 +400,10 @@ def test_sampled_iteration_resumes() -> None:
 @pytest.mark.multiprocess
 @pytest.mark.timeout(60)
 def test_sampled_timing_in_workers_counts_exactly() -> None:
-    from loom.data import MultiProcessingReadingService
 
     n = 20000
     pipe = IterableWrapper(range(n)).sharding_filter().map(lambda x: x * 2).filter(lambda x: x % 3 == 0)
-    rs = MultiProcessingReadingService(num_workers=2)
-    with DataLoader2(pipe, reading_service=rs) as loader:
-        loader.enable_stats(timing=True)
-        try:
-            out = list(loader)
-            stats = loader.stats()
-        finally:
-            loader.enable_stats(False)
+    out, stats = _read_with_timing_in_workers(pipe)
     assert sorted(out) == [x * 2 for x in range(n) if x * 2 % 3 == 0]
     for w in range(2):
         rows = [r for r in stats["stages"] if r["worker"] == w]
