@@ -57,6 +57,40 @@ def unused_without_find_unused(rank: int, world: int) -> dict[str, Any]:
     return {"error": _error(lambda: mse(model(x, rank), y).backward())}
 
 
+def _grad_storage(ddp: nn.Module, steps: int) -> dict[str, Any]:
+    """Where gradients live after backward, and whether a .grad kept from step 1 survives step 2."""
+    opt = torch.optim.SGD(ddp.parameters(), lr=0.1)
+    kept: list[torch.Tensor] = []
+    for step in range(steps):
+        opt.zero_grad(set_to_none=True)
+        mse(ddp(torch.randn(B, D_IN)), torch.randn(B, D_OUT)).backward()
+        grads = [p.grad for p in ddp.parameters()]
+        if step == 0:
+            kept = [g for g in grads if g is not None]
+            values = [g.clone() for g in kept]
+        opt.step()
+    return {
+        "storages": len({g.untyped_storage().data_ptr() for g in grads if g is not None}),
+        "params": len(grads),
+        "kept_unchanged": all(torch.equal(g, v) for g, v in zip(kept, values)),
+    }
+
+
+def grad_storage(rank: int, world: int) -> dict[str, Any]:
+    """Default mode: each .grad its own tensor, untouched by later steps; view mode: .grad in buckets."""
+    base = fresh(Case(MLP))
+    out: dict[str, Any] = {}
+    for mode, kw in (("default", {}), ("view", {"gradient_as_bucket_view": True})):
+        for static in (False, True):
+            kwargs = {**kw, "static_graph": static}
+            loom = LoomDDP(clone(base), **kwargs)
+            key = f"{mode}{'_static' if static else ''}"
+            out[key] = _grad_storage(loom, 3)
+            out[key]["buckets"] = len(loom.reducer.buckets)
+            out[key + "_torch"] = _grad_storage(TorchDDP(clone(base), **kwargs), 3)
+    return out
+
+
 class Switch(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -267,6 +301,7 @@ CASES = [
     unused_without_find_unused,
     static_graph_change_new_param,
     static_graph_change_lost_param,
+    grad_storage,
 ]
 
 

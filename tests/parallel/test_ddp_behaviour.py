@@ -112,3 +112,16 @@ def test_static_graph_change_names_parameter(results: dict[str, list[Any]], name
         assert r["error"] is not None and "the graph changed after the first iteration" in r["error"]
         assert fragment in r["error"]
         assert r["after"] is None, f"the step after the error failed: {r['after']}"
+
+
+@pytest.mark.parametrize("mode", ["default", "default_static", "view", "view_static"])
+def test_where_gradients_live(results: dict[str, list[Any]], mode: str) -> None:
+    for r in results["grad_storage"]:
+        loom, anchor = r[mode], r[mode + "_torch"]
+        if mode.startswith("view"):
+            # gradients are views of the buckets (a .grad kept from an earlier step may be overwritten)
+            assert loom["storages"] == loom["buckets"] and anchor["storages"] < anchor["params"]
+        else:
+            # each gradient its own tensor; with set_to_none, one kept from step 1 is never overwritten
+            assert loom["storages"] == loom["params"] == anchor["storages"]
+            assert loom["kept_unchanged"] and anchor["kept_unchanged"]

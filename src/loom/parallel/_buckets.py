@@ -61,48 +61,51 @@ def _dense(t: torch.Tensor) -> bool:
 
 
 def wait_buckets(buckets: list[Bucket]) -> None:
-    """Wait for each bucket's reduction; a hook's result is copied into the buffer if it is elsewhere."""
+    """Wait for every bucket's reduction, in order."""
     for bucket in buckets:
-        if bucket.future is not None:
-            what = f"communication hook of gradient bucket {bucket.index}"
-            try:
-                result = bucket.future.wait()
-            except RuntimeError as e:
-                raise _comm.CollectiveError(
-                    f"DistributedDataParallel: {what} failed; a peer rank may have died or stopped "
-                    f"calling backward. Original error: {e}"
-                ) from e
-            if isinstance(result, (list, tuple)):
-                result = result[0]
-            if result is not bucket.buffer:
-                bucket.buffer.copy_(result)
-            bucket.future = None
-        elif bucket.work is not None:
-            _comm.wait(bucket.work, f"all-reduce of gradient bucket {bucket.index}")
-            bucket.work = None
+        wait_bucket(bucket)
 
 
-def write_back(buckets: list[Bucket], view_mode: bool, global_used: list[bool] | None) -> None:
-    """Averaged buffers -> ``.grad`` (views bound, or one copy per bucket); globally unused ones untouched."""
-    for bucket in buckets:
-        views = bucket.views
-        if view_mode:
-            for k, p in enumerate(bucket.params):
-                if p.grad is not views[k] and (global_used is None or global_used[bucket.indices[k]]):
-                    p.grad = views[k]
-            continue
-        dst: list[torch.Tensor] = []
-        src: list[torch.Tensor] = []
+def wait_bucket(bucket: Bucket) -> None:
+    """Wait for the bucket's reduction; a hook's result is copied into the buffer if it is elsewhere."""
+    if bucket.future is not None:
+        try:
+            result = bucket.future.wait()
+        except RuntimeError as e:
+            raise _comm.CollectiveError(
+                f"DistributedDataParallel: communication hook of gradient bucket {bucket.index} failed; a "
+                f"peer rank may have died or stopped calling backward. Original error: {e}"
+            ) from e
+        if isinstance(result, (list, tuple)):
+            result = result[0]
+        if result is not bucket.buffer:
+            bucket.buffer.copy_(result)
+        bucket.future = None
+    elif bucket.work is not None:
+        _comm.wait(bucket.work, f"all-reduce of gradient bucket {bucket.index}")
+        bucket.work = None
+
+
+def write_back(bucket: Bucket, view_mode: bool, global_used: list[bool] | None) -> None:
+    """Averaged buffer -> ``.grad`` (views bound, or one copy); globally unused parameters untouched."""
+    views = bucket.views
+    if view_mode:
         for k, p in enumerate(bucket.params):
-            if global_used is not None and not global_used[bucket.indices[k]]:
-                continue
-            if p.grad is None:
-                p.grad = views[k].clone()
-            else:
-                dst.append(p.grad)
-                src.append(views[k])
-        if dst:
-            torch._foreach_copy_(dst, src)
+            if p.grad is not views[k] and (global_used is None or global_used[bucket.indices[k]]):
+                p.grad = views[k]
+        return
+    dst: list[torch.Tensor] = []
+    src: list[torch.Tensor] = []
+    for k, p in enumerate(bucket.params):
+        if global_used is not None and not global_used[bucket.indices[k]]:
+            continue
+        if p.grad is None:
+            p.grad = views[k].clone()
+        else:
+            dst.append(p.grad)
+            src.append(views[k])
+    if dst:
+        torch._foreach_copy_(dst, src)
 
 
 def write_back_create_graph(
