@@ -45,6 +45,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--modes", default=None, help="comma-separated subset of modes (cuda)")
     parser.add_argument("--only", default=None, help="run only cases whose name contains this text")
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per contender (default 10)")
+    parser.add_argument("--aa", action="store_true", help="A/A run: torch DDP in both slots (calibration)")
     parser.add_argument(
         "--runs", type=int, default=1, help="independent process groups on CPU, summarised by their median"
     )
@@ -213,7 +214,8 @@ def run_rank(rank: int, world: int, args: argparse.Namespace) -> None:
         base = make()
         loom_model = make()
         loom_model.load_state_dict(base.state_dict())
-        loom = LoomDDP(loom_model, **kwargs)
+        # --aa: a second torch DDP takes Loom's slot, to show how far apart two identical contenders land
+        loom = (TorchDDP if args.aa else LoomDDP)(loom_model, **kwargs)
         anchor = TorchDDP(base, **kwargs)
         if cuda:
             labels = batch[1]
@@ -230,6 +232,9 @@ def run_rank(rank: int, world: int, args: argparse.Namespace) -> None:
             items_per_call=per_rank * world * steps,
             torch_ddp=steps_of(torch_step, steps),
         )
+        if args.aa:
+            del loom, anchor, loom_step, torch_step
+            continue
         profile = HookProfile(loom.reducer)
         for _ in range(steps):
             loom_step()
@@ -255,6 +260,8 @@ def run_rank(rank: int, world: int, args: argparse.Namespace) -> None:
         )
         for r in suite.records:
             e = r.extra
+            if not e:
+                continue
             print(
                 f"  {r.name}: {e['hook_calls_per_step']:.0f} hook calls/step, "
                 f"{e['hook_overhead_us_per_step']:.0f} us/step ({e['hook_overhead_us_per_call']:.2f} us/call); "

@@ -91,6 +91,38 @@ def grad_storage(rank: int, world: int) -> dict[str, Any]:
     return out
 
 
+def collectives_per_step(rank: int, world: int) -> dict[str, Any]:
+    """All-reduces launched per step by find_unused_parameters, with and without a communication hook."""
+    from loom.parallel import _comm, comm_hooks
+
+    launched: list[str] = []
+    real = _comm.all_reduce_async
+
+    def counting(tensor: torch.Tensor, group: Any, avg: bool, what: str) -> Any:
+        launched.append(what)
+        return real(tensor, group, avg, what)
+
+    out: dict[str, Any] = {}
+    _comm.all_reduce_async = counting  # type: ignore[assignment]
+    try:
+        for hook in (None, comm_hooks.allreduce_hook):
+            model = LoomDDP(fresh(Case(Unused)), find_unused_parameters=True)
+            if hook is not None:
+                model.register_comm_hook(None, hook)
+            x, y = torch.randn(B, D_IN), torch.randn(B, D_OUT)
+            mse(model(x, rank), y).backward()  # first step: connections are set up
+            launched.clear()
+            mse(model(x, rank), y).backward()
+            out["hook" if hook else "plain"] = {
+                "launched": list(launched),
+                "buckets": len(model.reducer.buckets),
+                "grads_none": [n for n, p in model.module.named_parameters() if p.grad is None],
+            }
+    finally:
+        _comm.all_reduce_async = real  # type: ignore[assignment]
+    return out
+
+
 class Switch(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -302,6 +334,7 @@ CASES = [
     static_graph_change_new_param,
     static_graph_change_lost_param,
     grad_storage,
+    collectives_per_step,
 ]
 
 

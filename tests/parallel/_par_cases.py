@@ -54,6 +54,10 @@ CASES: dict[str, Case] = {
         Unused, unused_loss, {"find_unused_parameters": True, "gradient_as_bucket_view": True}
     ),
     "unused_static": Case(Unused, unused_loss, {"static_graph": True}),
+    # a hook owns the buckets' contents: the used map has an all-reduce of its own
+    "unused_find_hook": Case(
+        Unused, unused_loss, {"find_unused_parameters": True}, hook=_hook(comm_hooks.allreduce_hook)
+    ),
     "checkpoint_twice_static": Case(CheckpointTwice, kwargs={"static_graph": True}),
     "checkpoint_twice_static_grad_view": Case(
         CheckpointTwice,
@@ -95,6 +99,7 @@ CASES: dict[str, Case] = {
 
 TORCH_HOOKS = {
     "hook_fp16": torch_default_hooks.fp16_compress_hook,
+    "unused_find_hook": torch_default_hooks.allreduce_hook,
 }
 
 

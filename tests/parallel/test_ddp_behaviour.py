@@ -125,3 +125,14 @@ def test_where_gradients_live(results: dict[str, list[Any]], mode: str) -> None:
             # each gradient its own tensor; with set_to_none, one kept from step 1 is never overwritten
             assert loom["storages"] == loom["params"] == anchor["storages"]
             assert loom["kept_unchanged"] and anchor["kept_unchanged"]
+
+
+def test_used_map_rides_in_the_last_bucket(results: dict[str, list[Any]]) -> None:
+    for r in results["collectives_per_step"]:
+        plain, hook = r["plain"], r["hook"]
+        # one all-reduce per bucket, none for the used map (NOTE [the used map rides in the last bucket])
+        assert len(plain["launched"]) == plain["buckets"], plain["launched"]
+        assert not any("used map" in what for what in plain["launched"])
+        # with a hook the map has its own all-reduce; either way the globally unused layer keeps grad=None
+        assert [w for w in hook["launched"] if "used map" in w] == ["all-reduce of the used map"]
+        assert plain["grads_none"] == hook["grads_none"] and plain["grads_none"]

@@ -11,29 +11,39 @@ from loom.parallel._bucketing import BucketSpec
 
 
 class Bucket:
-    """One bucket at run time: its flat buffer, per-parameter views, and the reduction in flight."""
+    """One bucket at run time: its flat buffer, per-parameter views, and the reduction in flight.
 
-    __slots__ = ("buffer", "future", "index", "indices", "params", "views", "work")
+    ``buffer`` holds the gradients. The last bucket may have a ``tail`` after them, for the used map (see
+    NOTE [the used map rides in the last bucket] in _used_map.py); ``flat`` is buffer and tail together.
+    """
+
+    __slots__ = ("buffer", "flat", "future", "index", "indices", "params", "tail", "views", "work")
 
     def __init__(
-        self, index: int, indices: tuple[int, ...], params: list[torch.Tensor], buffer: torch.Tensor
+        self, index: int, indices: tuple[int, ...], params: list[torch.Tensor], flat: torch.Tensor, numel: int
     ) -> None:
         self.index = index
         self.indices = indices
         self.params = params
-        self.buffer = buffer
+        self.flat = flat
+        self.buffer = flat if flat.numel() == numel else flat[:numel]
+        self.tail = flat[numel:] if flat.numel() > numel else None
         self.views: list[torch.Tensor] = []
         self.work: Any = None
         self.future: Any = None
 
 
-def make_buckets(specs: list[BucketSpec], params: list[torch.nn.Parameter], view_mode: bool) -> list[Bucket]:
-    """Allocate the buffers of ``specs``; in view mode existing gradients move into them."""
+def make_buckets(
+    specs: list[BucketSpec], params: list[torch.nn.Parameter], view_mode: bool, tail: int = 0
+) -> list[Bucket]:
+    """Allocate the buffers of ``specs`` (the last with ``tail`` more elements); in view mode gradients move in."""
     buckets = []
     for b, spec in enumerate(specs):
         members: list[torch.Tensor] = [params[i] for i in spec.indices]
-        buffer = torch.zeros(spec.numel, dtype=spec.dtype, device=spec.device)
-        bucket = Bucket(b, spec.indices, members, buffer)
+        extra = tail if b == len(specs) - 1 else 0
+        flat = torch.zeros(spec.numel + extra, dtype=spec.dtype, device=spec.device)
+        bucket = Bucket(b, spec.indices, members, flat, spec.numel)
+        buffer = bucket.buffer
         bucket.views = [_view(buffer, off, p) for off, p in zip(spec.offsets, members)]
         if view_mode:
             for p, v in zip(members, bucket.views):

@@ -28,6 +28,7 @@ from loom.parallel._buckets import (
 from loom.parallel._grad_bucket import GradBucket
 from loom.parallel._static import StaticGraph
 from loom.parallel._unused import reached_parameters
+from loom.parallel._used_map import TAIL_DTYPES, UsedMap
 
 CommHook = Callable[[Any, GradBucket], "torch.futures.Future[Any]"]
 
@@ -49,6 +50,14 @@ CommHook = Callable[[Any, GradBucket], "torch.futures.Future[Any]"]
 # slot as soon as it is final, as torch's reducer does, while it is still in cache. On CUDA a copy is a
 # kernel queued on the stream that the GPU runs in microseconds; there one _foreach_copy_ per bucket at
 # launch saves the host a launch per parameter.
+
+
+def _scale_operand(scale: float | None, buffer: torch.Tensor) -> Any:
+    """``scale`` as a multiplication takes it fastest: a 0-dim tensor of a float32/float64 CPU bucket's
+    dtype costs 1.2 us a call against 2.8 us for a Python number, with bitwise the same products."""
+    if scale is not None and buffer.device.type == "cpu" and buffer.dtype in (torch.float32, torch.float64):
+        return torch.tensor(scale, dtype=buffer.dtype)
+    return scale
 
 
 class Reducer:
@@ -89,13 +98,10 @@ class Reducer:
         self._reached: set[int] = set()
         self._create_graph = False
         self._warned_create_graph = False
-        self._used_map_work: Any = None
-        self._used_map: torch.Tensor | None = None
-        self._all_used_here = False
-        self._pinned: list[torch.Tensor] = []  # two host buffers, used in turn
-        self._pinned_copied: list[Any] = [None, None]
-        self._pinned_turn = 0
+        self._used_map = UsedMap(n)
         self._scale: float | None = None  # what gradients are multiplied by on their way into a bucket
+        self._slot_scale: list[Any] = []  # the same, per parameter, as each bucket's copies take it
+        self._map_in_tail = False
         self._build(plan_buckets(params, bucket_cap_mb))
         self._reset()
         self._handles = [
@@ -107,7 +113,9 @@ class Reducer:
 
     def _build(self, specs: list[BucketSpec]) -> None:
         """Allocate one flat buffer per bucket; in view mode existing gradients move into it."""
-        self.buckets = make_buckets(specs, self.params, self.view_mode)
+        # See NOTE [the used map rides in the last bucket]
+        tail = len(self.params) if self.find_unused and specs[-1].dtype in TAIL_DTYPES else 0
+        self.buckets = make_buckets(specs, self.params, self.view_mode, tail)
         self._bucket_of = [0] * len(self.params)
         self._slot_of = [0] * len(self.params)
         for b, spec in enumerate(specs):
@@ -118,6 +126,7 @@ class Reducer:
         self._view_of = [self.buckets[b].views[k] for b, k in zip(self._bucket_of, self._slot_of)]
         # See NOTE [when gradients are copied into buckets]
         self._copy_when_ready = [bucket.buffer.device.type == "cpu" for bucket in self.buckets]
+        self._slot_scale = []
 
     def rebuild(self, order: list[int]) -> None:
         """Re-plan buckets in ``order`` (used once by static graph, see NOTE [static graph])."""
@@ -217,9 +226,7 @@ class Reducer:
     def _drain(self) -> None:
         """Wait for collectives an aborted iteration left in flight (their buffers are about to be reused)."""
         wait_buckets(self.buckets)
-        if self._used_map_work is not None:
-            _comm.wait(self._used_map_work, "all-reduce of the used map (left by a failed backward)")
-            self._used_map_work = self._used_map = None
+        self._used_map.drain()
 
     def _abort(self) -> None:
         """Forget the iteration after an error in backward, so the next forward starts cleanly."""
@@ -233,7 +240,11 @@ class Reducer:
         if self._in_backward:
             return
         self._in_backward = True
-        self._scale = self._grad_scale()
+        scale = self._grad_scale()
+        if scale != self._scale or not self._slot_scale:
+            self._scale = scale
+            self._slot_scale = [_scale_operand(scale, self.buckets[b].buffer) for b in self._bucket_of]
+        self._map_in_tail = self._rides_in_tail()
         if not self._callback_queued:
             self._callback_queued = True
             torch.autograd.Variable._execution_engine.queue_callback(self._finalize)
@@ -277,33 +288,15 @@ class Reducer:
         while self._next < nb and self._pending[self._next] == 0:
             self._launch(self._next)
             self._next += 1
-        if self._next == nb and (self.find_unused or (self.static is not None and self.static.recording)):
-            self._launch_used_map()
+        if self._next == nb and not self._map_in_tail and self._needs_used_map():
+            self._used_map.launch(self._used, self.buckets[0].buffer.device, self.group)
 
-    def _launch_used_map(self) -> None:
-        """All-reduce which parameters each rank used, without a host-device synchronization.
+    def _needs_used_map(self) -> bool:
+        return self.find_unused or (self.static is not None and self.static.recording)
 
-        See NOTE [the used map is read only where a parameter went unused].
-        """
-        values = torch.tensor(self._used, dtype=torch.float32)
-        device = self.buckets[0].buffer.device
-        if device.type == "cuda":
-            if not self._pinned:
-                self._pinned = [torch.empty(len(values), pin_memory=True) for _ in range(2)]
-            turn = self._pinned_turn
-            self._pinned_turn = 1 - turn
-            copied = self._pinned_copied[turn]
-            if copied is not None:
-                # the copy out of this buffer two iterations ago is done (long ago, so no stall in practice)
-                copied.synchronize()
-            self._pinned[turn].copy_(values)
-            values = self._pinned[turn].to(device, non_blocking=True)
-            event = torch.cuda.Event()  # type: ignore[no-untyped-call]
-            event.record()
-            self._pinned_copied[turn] = event
-        self._used_map = values
-        self._all_used_here = all(self._used)
-        self._used_map_work = _comm.all_reduce_async(values, self.group, False, "all-reduce of the used map")
+    def _rides_in_tail(self) -> bool:
+        """Whether this iteration's used map goes in the last bucket's tail (NOTE [the used map rides ...])."""
+        return self.find_unused and self.comm_hook is None and self.buckets[-1].tail is not None
 
     def _grad_scale(self) -> float | None:
         # Without AVG in the collective (Gloo), gradients are scaled by 1/divisor while they are copied in,
@@ -319,7 +312,7 @@ class Reducer:
         now rather than at the end of backward.
         """
         view = self._view_of[i]
-        scale = self._scale
+        scale = self._slot_scale[i]
         if grad is view:
             if scale is not None:
                 view.mul_(scale)
@@ -354,7 +347,11 @@ class Reducer:
                     self._fill(b, bucket, self._scale)
             else:
                 self._fill(b, bucket, self._scale)
-        self._start_collective(bucket, bucket.buffer)
+        if self._map_in_tail and bucket.tail is not None:
+            self._used_map.write_into(bucket.tail, self._used)
+            self._start_collective(bucket, bucket.flat)
+        else:
+            self._start_collective(bucket, bucket.buffer)
 
     def _fill(self, b: int, bucket: Bucket, scale: float | None) -> None:
         views = bucket.views
@@ -419,21 +416,26 @@ class Reducer:
                         self._mark_unused(i)
             elif self._next < len(self.buckets):
                 problem = self._complete_missing()
-            if self._used_map_work is None and not self._create_graph:
-                # each bucket is written back while the later ones are still being reduced
-                global_used = None if static is None else static.global_used
-                for bucket in self.buckets:
-                    wait_bucket(bucket)
-                    write_back(bucket, self.view_mode, global_used)
-            else:
-                global_used = self._wait_all()
+            recording = static is not None and static.recording
+            if self._create_graph or self._used_map.must_read(recording):
+                wait_buckets(self.buckets)
+                global_used = self._used_map.finish(recording)
                 if self._create_graph:
                     self._warn_create_graph()
                     write_back_create_graph(self.buckets, self.sync_create_graph, global_used)
                 else:
                     for bucket in self.buckets:
                         write_back(bucket, self.view_mode, global_used)
-            if static is not None and static.recording:
+            else:
+                # every parameter is known to be used somewhere: each bucket is written back while the later
+                # ones are still being reduced
+                global_used = None if static is None else static.global_used
+                for bucket in self.buckets:
+                    wait_bucket(bucket)
+                    write_back(bucket, self.view_mode, global_used)
+                self._used_map.finish(recording)
+            if recording:
+                assert static is not None
                 order = static.finish_recording(global_used, self._rank0_order)
                 self.rebuild(order)
         finally:
@@ -474,24 +476,6 @@ class Reducer:
             self._mark_unused(i)
         return problem
 
-    def _wait_all(self) -> list[bool] | None:
-        """Wait for every bucket; returns which parameters some rank used (None: all of them)."""
-        wait_buckets(self.buckets)
-        if self._used_map_work is None:
-            return None if self.static is None else self.static.global_used
-        _comm.wait(self._used_map_work, "all-reduce of the used map")
-        assert self._used_map is not None
-        recording = self.static is not None and self.static.recording
-        # NOTE [the used map is read only where a parameter went unused]
-        # Reading the all-reduced map on the host waits for the GPU to finish backward, which stalls the
-        # CPU's run-ahead every iteration. A rank that used every parameter knows they are all globally
-        # used, so only ranks with a locally unused parameter (and the static-graph record) read it.
-        used: list[bool] | None = None
-        if not self._all_used_here or recording:
-            used = (self._used_map > 0).tolist()
-        self._used_map_work = self._used_map = None
-        return used
-
     def _warn_create_graph(self) -> None:
         if not self.sync_create_graph and not self._warned_create_graph:
             self._warned_create_graph = True
@@ -508,18 +492,13 @@ class Reducer:
         """On a rank that has joined: match the others' bucket all-reduces with zeros."""
         self._drain()
         recording = self.static is not None and self.static.recording
+        in_tail = self._rides_in_tail()  # then the zeros of the last bucket's tail say "nothing used"
         for bucket in self.buckets:
-            self._start_collective(bucket, torch.zeros_like(bucket.buffer))
-        if self.find_unused or recording:
-            zeros = torch.zeros(len(self.params), device=self.buckets[0].buffer.device)
-            self._used_map_work = _comm.all_reduce_async(
-                zeros, self.group, False, "all-reduce of the used map"
-            )
-            self._used_map = zeros
+            self._start_collective(bucket, torch.zeros_like(bucket.flat if in_tail else bucket.buffer))
+        if self._needs_used_map() and not in_tail:
+            self._used_map.launch_zeros(self.buckets[0].buffer.device, self.group)
         wait_buckets(self.buckets)
-        if self._used_map_work is not None:
-            _comm.wait(self._used_map_work, "all-reduce of the used map")
-            self._used_map_work = self._used_map = None
+        self._used_map.drain()
         if recording:
             # the others end their static-graph record now: take part in agreeing on the bucket order
             assert self.static is not None
