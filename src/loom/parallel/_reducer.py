@@ -1,9 +1,9 @@
 """The gradient reducer: flat buckets, per-parameter hooks, ordered asynchronous all-reduce, write-back.
 
 One iteration: the wrapper's forward calls :meth:`Reducer.prepare_for_backward`; during backward each
-parameter's post-accumulate-grad hook marks it ready; a full bucket is copied into its flat buffer with one
-``torch._foreach_copy_`` and its all-reduce launched asynchronously, strictly in bucket order; a callback
-queued on the autograd engine waits for every bucket and writes the averaged gradients back.
+parameter's post-accumulate-grad hook marks it ready and its gradient goes into its bucket slot (see
+_fill.py); a full bucket's all-reduce is launched asynchronously, strictly in bucket order; a callback
+queued on the autograd engine waits for the buckets and writes the averaged gradients back.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from loom.parallel._buckets import (
     write_back,
     write_back_create_graph,
 )
+from loom.parallel._fill import fill_bucket, reject_layout, scale_operand
 from loom.parallel._grad_bucket import GradBucket
 from loom.parallel._static import StaticGraph
 from loom.parallel._unused import reached_parameters
@@ -41,23 +42,6 @@ CommHook = Callable[[Any, GradBucket], "torch.futures.Future[Any]"]
 # when backward starts, and no graph walk is needed. A parameter that fires more or fewer times than
 # recorded is a graph change and raises, naming it. The record is taken on the first *synchronized*
 # backward, so no_sync() steps before it are fine.
-
-# NOTE [when gradients are copied into buckets]
-# On CPU a copy runs on the thread that runs backward. Copying a whole bucket when its last gradient
-# arrives put the copies of all its other gradients between that gradient and the bucket's all-reduce:
-# for the last bucket, whose all-reduce backward ends up waiting for, that delayed the launch by the time
-# to copy the bucket (about 0.2 ms for 4 MiB). So on CPU each gradient is copied (and scaled) into its
-# slot as soon as it is final, as torch's reducer does, while it is still in cache. On CUDA a copy is a
-# kernel queued on the stream that the GPU runs in microseconds; there one _foreach_copy_ per bucket at
-# launch saves the host a launch per parameter.
-
-
-def _scale_operand(scale: float | None, buffer: torch.Tensor) -> Any:
-    """``scale`` as a multiplication takes it fastest: a 0-dim tensor of a float32/float64 CPU bucket's
-    dtype costs 1.2 us a call against 2.8 us for a Python number, with bitwise the same products."""
-    if scale is not None and buffer.device.type == "cpu" and buffer.dtype in (torch.float32, torch.float64):
-        return torch.tensor(scale, dtype=buffer.dtype)
-    return scale
 
 
 class Reducer:
@@ -124,7 +108,7 @@ class Reducer:
                 self._slot_of[i] = k
         self._bucket_sizes = [len(spec.indices) for spec in specs]
         self._view_of = [self.buckets[b].views[k] for b, k in zip(self._bucket_of, self._slot_of)]
-        # See NOTE [when gradients are copied into buckets]
+        # See NOTE [when gradients are copied into buckets] in _fill.py
         self._copy_when_ready = [bucket.buffer.device.type == "cpu" for bucket in self.buckets]
         self._slot_scale = []
 
@@ -243,7 +227,7 @@ class Reducer:
         scale = self._grad_scale()
         if scale != self._scale or not self._slot_scale:
             self._scale = scale
-            self._slot_scale = [_scale_operand(scale, self.buckets[b].buffer) for b in self._bucket_of]
+            self._slot_scale = [scale_operand(scale, self.buckets[b].buffer) for b in self._bucket_of]
         self._map_in_tail = self._rides_in_tail()
         if not self._callback_queued:
             self._callback_queued = True
@@ -306,11 +290,7 @@ class Reducer:
         return None
 
     def _copy_into_slot(self, i: int, param: torch.Tensor, grad: torch.Tensor | None) -> None:
-        """Parameter ``i``'s final gradient (or zeros, for None) into its bucket slot, scaled.
-
-        In view mode the gradient then becomes the slot, as in torch: the tensor autograd made is freed
-        now rather than at the end of backward.
-        """
+        """Parameter ``i``'s final gradient (or zeros, for None) into its slot, scaled; see _fill.py."""
         view = self._view_of[i]
         scale = self._slot_scale[i]
         if grad is view:
@@ -321,7 +301,7 @@ class Reducer:
             view.zero_()
             return
         if grad.layout != torch.strided:
-            self._reject_layout(i, grad)
+            reject_layout(self.names[i], grad)
         detached = grad.detach() if grad.requires_grad else grad
         if scale is None:
             view.copy_(detached)
@@ -330,60 +310,23 @@ class Reducer:
         if self.view_mode and detached is grad:
             param.grad = view
 
-    def _reject_layout(self, i: int, grad: torch.Tensor) -> None:
-        raise NotImplementedError(
-            f"DistributedDataParallel: parameter {self.names[i]!r} has a {grad.layout} gradient; only "
-            "dense gradients are supported (use sparse=False)"
-        )
-
     def _launch(self, b: int) -> None:
         bucket = self.buckets[b]
         grad_mode = torch.is_grad_enabled()
         if grad_mode:
             self._create_graph = True
         if not self._copy_when_ready[b]:
+            rebind = self.view_mode and not grad_mode
             if grad_mode:
                 with torch.no_grad():
-                    self._fill(b, bucket, self._scale)
+                    fill_bucket(bucket, self._zero.get(b), self._scale, rebind, self.names)
             else:
-                self._fill(b, bucket, self._scale)
+                fill_bucket(bucket, self._zero.get(b), self._scale, rebind, self.names)
         if self._map_in_tail and bucket.tail is not None:
             self._used_map.write_into(bucket.tail, self._used)
             self._start_collective(bucket, bucket.flat)
         else:
             self._start_collective(bucket, bucket.buffer)
-
-    def _fill(self, b: int, bucket: Bucket, scale: float | None) -> None:
-        views = bucket.views
-        zero = self._zero.get(b)
-        dst: list[torch.Tensor] = []
-        src: list[torch.Tensor] = []
-        in_place: list[torch.Tensor] = []
-        for k, p in enumerate(bucket.params):
-            g = p.grad
-            if zero is not None and k in zero:
-                views[k].zero_()
-            elif g is views[k]:
-                in_place.append(g)
-            else:
-                if g is not None and g.layout != torch.strided:
-                    self._reject_layout(bucket.indices[k], g)
-                dst.append(views[k])
-                src.append(g.detach() if g is not None and g.requires_grad else g)  # type: ignore[arg-type]
-        if scale is None:
-            if src:
-                torch._foreach_copy_(dst, src)
-        else:
-            for d, g in zip(dst, src):
-                torch.mul(g, scale, out=d)
-            if len(in_place) == len(views):
-                bucket.buffer.mul_(scale)
-            elif in_place:
-                torch._foreach_mul_(in_place, scale)
-        if self.view_mode and not self._create_graph:
-            for k, p in enumerate(bucket.params):  # see _copy_into_slot; zeroed slots had no gradient
-                if p.grad is not None and p.grad is not views[k] and (zero is None or k not in zero):
-                    p.grad = views[k]
 
     def _start_collective(self, bucket: Bucket, buffer: torch.Tensor) -> None:
         """Launch the bucket's reduction; the default path expects the buffer already scaled (see _launch)."""
