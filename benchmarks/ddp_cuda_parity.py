@@ -25,6 +25,18 @@ def net() -> nn.Module:
     )  # fmt: skip
 
 
+class WithUnusedHead(nn.Module):
+    """``net()`` plus a head forward never calls: it must keep ``grad=None`` (find_unused / static graph)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = net()
+        self.unused = nn.Linear(10, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
 def train(model: nn.Module, steps: int = 4) -> None:
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     for step in range(steps):
@@ -51,11 +63,22 @@ def main() -> None:
         "find_unused_parameters": {"find_unused_parameters": True},
         "static_graph": {"static_graph": True},
         "static_graph+view": {"static_graph": True, "gradient_as_bucket_view": True},
+        # with a head no rank uses: the used map is staged to the GPU and read back
+        "find_unused_parameters, unused head": {"find_unused_parameters": True},
+        "find_unused_parameters+view, unused head": {
+            "find_unused_parameters": True,
+            "gradient_as_bucket_view": True,
+        },
+        "static_graph, unused head": {"static_graph": True},
     }
     worst = 0.0
     for name, kwargs in modes.items():
         torch.manual_seed(0)
-        base = net().cuda().to(memory_format=torch.channels_last)
+        base = (
+            (WithUnusedHead() if "unused head" in name else net())
+            .cuda()
+            .to(memory_format=torch.channels_last)
+        )
         loom = LoomDDP(copy.deepcopy(base), device_ids=[0], **kwargs)
         anchor = TorchDDP(copy.deepcopy(base), device_ids=[0], **kwargs)
         train(loom)
@@ -65,8 +88,14 @@ def main() -> None:
             for p, q in zip(loom.state_dict().values(), anchor.state_dict().values())
         )
         strides_ok = all(p.grad is None or p.grad.stride() == p.stride() for p in loom.module.parameters())
-        worst = max(worst, diff)
-        print(f"{name}: max |loom - torch| = {diff:.3g}; grad strides match params: {strides_ok}")
+        none_same = [p.grad is None for p in loom.module.parameters()] == [
+            p.grad is None for p in anchor.module.parameters()
+        ]
+        worst = max(worst, diff if strides_ok and none_same else float("inf"))
+        print(
+            f"{name}: max |loom - torch| = {diff:.3g}; grad strides match params: {strides_ok}; "
+            f"same grads left None as torch: {none_same}"
+        )
     dist.destroy_process_group()
     print("OK" if worst <= 1e-5 else "MISMATCH")
 
