@@ -242,22 +242,18 @@ class Reducer:
                 self._mark_unused(i)
 
     def _mark_unused(self, i: int) -> None:
-        self._ready[i] = True
-        b = self._bucket_of[i]
-        if self._copy_when_ready[b]:
-            # no fresh gradient: zeros, unless no_sync() steps left a real one
-            param = self.params[i]
-            self._copy_into_slot(i, param, param.grad if self._used[i] else None)
-        elif not self._used[i]:
-            self._zero.setdefault(b, []).append(self._slot_of[i])
-        self._param_ready(i)
+        """Ready without a fresh gradient: its slot gets zeros, unless no_sync() steps left a real one."""
+        self._settle(i, self._used[i])
 
-    def _grad_ready(self, i: int) -> None:
+    def _settle(self, i: int, has_grad: bool) -> None:
+        """Parameter ``i`` is ready outside its hook; its slot gets ``.grad`` (``has_grad``) or zeros."""
         self._ready[i] = True
         b = self._bucket_of[i]
         if self._copy_when_ready[b]:
             param = self.params[i]
-            self._copy_into_slot(i, param, param.grad)
+            self._copy_into_slot(i, param, param.grad if has_grad else None)
+        elif not has_grad:
+            self._zero.setdefault(b, []).append(self._slot_of[i])
         self._param_ready(i)
 
     def _param_ready(self, i: int) -> None:
@@ -354,7 +350,7 @@ class Reducer:
                 fired = static.fired_set()
                 for i in range(len(self.params)):
                     if i in fired:
-                        self._grad_ready(i)
+                        self._settle(i, True)
                     else:
                         self._mark_unused(i)
             elif self._next < len(self.buckets):
