@@ -30,7 +30,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as TorchDDP
 
-from harness import Suite
+from harness import Suite, format_rows
 from loom.parallel import DistributedDataParallel as LoomDDP
 
 
@@ -353,8 +353,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
                 f"{c['torch_samples_per_s']:,.0f}",
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    print("\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows))
+    print(format_rows(rows))
 
 
 def main() -> None:

@@ -91,6 +91,12 @@ class Record:
         return self.items_per_call / self.median_s[who]
 
 
+def format_rows(rows: list[tuple[str, ...]]) -> str:
+    """Rows of cells as left-aligned fixed-width text, the first row a header."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows)
+
+
 def machine_info() -> dict[str, Any]:
     """Machine, GPU, torch version and date, recorded with every result."""
     info: dict[str, Any] = {
@@ -158,8 +164,7 @@ class Suite:
                 tput = r.throughput(who)
                 ratio = "" if who == "loom" else f"{r.ratio_vs_loom[who]:.2f}x"
                 rows.append((r.name, who, f"{median * 1e3:.3f}", f"{tput:,.0f}" if tput else "", ratio))
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows)
+        return format_rows(rows)
 
     def to_json(self) -> dict[str, Any]:
         return {"suite": self.name, "machine": machine_info(), "records": [asdict(r) for r in self.records]}

@@ -60,7 +60,7 @@ def all_reduce_async(tensor: torch.Tensor, group: ProcessGroup, avg: bool, what:
         if tensor.is_complex():
             return dist.all_reduce(tensor, op=op, group=group, async_op=True)
         # the process group's own method: dist.all_reduce adds about 10 us of checks per call, on the
-        # path of every bucket (see NOTE [when gradients are copied into buckets] in _reducer.py)
+        # path of every bucket (see NOTE [when gradients are copied into buckets] in _fill.py)
         return group.allreduce([tensor], _allreduce_options(op))
     except RuntimeError as e:
         raise _fail(what, e) from e

@@ -312,12 +312,10 @@ class Reducer:
         if grad_mode:
             self._create_graph = True
         if not self._copy_when_ready[b]:
-            rebind = self.view_mode and not grad_mode
-            if grad_mode:
-                with torch.no_grad():
-                    fill_bucket(bucket, self._zero.get(b), self._scale, rebind, self.names)
-            else:
-                fill_bucket(bucket, self._zero.get(b), self._scale, rebind, self.names)
+            with torch.no_grad():
+                fill_bucket(
+                    bucket, self._zero.get(b), self._scale, self.view_mode and not grad_mode, self.names
+                )
         if self._map_in_tail and bucket.tail is not None:
             self._used_map.write_into(bucket.tail, self._used)
             self._start_collective(bucket, bucket.flat)
@@ -366,8 +364,8 @@ class Reducer:
                     for bucket in self.buckets:
                         write_back(bucket, self.view_mode, global_used)
             else:
-                # every parameter is known to be used somewhere: each bucket is written back while the later
-                # ones are still being reduced
+                # no used map to read first (none, or this rank used every parameter): each bucket is written
+                # back while the later ones are still being reduced
                 global_used = None if static is None else static.global_used
                 for bucket in self.buckets:
                     wait_bucket(bucket)
