@@ -13,7 +13,20 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from _par_models import D_IN, D_OUT, MLP, B, Case, Unused, batches, clone, fresh, mse
+from _par_models import (
+    D_IN,
+    D_OUT,
+    MLP,
+    B,
+    Case,
+    CheckpointLast,
+    CheckpointTwice,
+    Unused,
+    batches,
+    clone,
+    fresh,
+    mse,
+)
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as TorchDDP
 
@@ -153,6 +166,39 @@ def static_graph_change_new_param(rank: int, world: int) -> dict[str, Any]:
 
 def static_graph_change_lost_param(rank: int, world: int) -> dict[str, Any]:
     return _static_switch(True, False)
+
+
+def _static_sink(make: Callable[[], nn.Module], steps: int) -> dict[str, Any]:
+    """Which forwards put the sink on the output, and how far training then lands from torch's static graph."""
+    base = fresh(Case(make))
+    loom = LoomDDP(clone(base), static_graph=True)
+    anchor = TorchDDP(clone(base), static_graph=True)
+    sinks = []
+    rank, world = dist.get_rank(), dist.get_world_size()
+    optimizers = {model: torch.optim.SGD(model.parameters(), lr=0.1) for model in (loom, anchor)}
+    for step in range(steps):
+        x, y = (t[rank * B : (rank + 1) * B] for t in batches(step, 0, world))
+        for model, opt in optimizers.items():
+            opt.zero_grad(set_to_none=True)
+            out = model(x)
+            if model is loom:
+                sinks.append(type(out.grad_fn).__name__.startswith("_Sink"))
+            mse(out, y).backward()
+            opt.step()
+    diff = max((a - b).abs().max().item() for a, b in zip(loom.parameters(), anchor.parameters()))
+    return {"sinks": sinks, "vs_torch": diff}
+
+
+def static_sink_dropped(rank: int, world: int) -> dict[str, Any]:
+    return _static_sink(MLP, 4)
+
+
+def static_sink_dropped_for_inner_checkpoints(rank: int, world: int) -> dict[str, Any]:
+    return _static_sink(CheckpointTwice, 4)
+
+
+def static_sink_kept_for_last_checkpoint(rank: int, world: int) -> dict[str, Any]:
+    return _static_sink(CheckpointLast, 4)
 
 
 def shape_mismatch(rank: int, world: int) -> dict[str, Any]:
@@ -333,6 +379,9 @@ CASES = [
     unused_without_find_unused,
     static_graph_change_new_param,
     static_graph_change_lost_param,
+    static_sink_dropped,
+    static_sink_dropped_for_inner_checkpoints,
+    static_sink_kept_for_last_checkpoint,
     grad_storage,
     collectives_per_step,
 ]

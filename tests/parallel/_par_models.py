@@ -57,6 +57,18 @@ class Block(nn.Module):
         return torch.tanh(self.lin(h))
 
 
+class CheckpointLast(nn.Module):
+    """The last layer checkpointed (reentrant): the first hooks of backward fire inside its inner backward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(D_IN, D_HID)
+        self.fc2 = nn.Linear(D_HID, D_OUT)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return checkpoint(self.fc2, torch.tanh(self.fc1(x)), use_reentrant=True)
+
+
 class CheckpointTwice(nn.Module):
     """The same block checkpointed (reentrant) twice: its hooks fire twice per backward."""
 

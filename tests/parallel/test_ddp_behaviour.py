@@ -114,6 +114,20 @@ def test_static_graph_change_names_parameter(results: dict[str, list[Any]], name
         assert r["after"] is None, f"the step after the error failed: {r['after']}"
 
 
+def test_static_graph_sink_only_where_needed(results: dict[str, list[Any]]) -> None:
+    # See NOTE [static graph] on the sink: after the record it stays only where backward's first hook
+    # fires inside a reentrant (checkpointed) backward
+    expected = {
+        "static_sink_dropped": [True, False, False, False],
+        "static_sink_dropped_for_inner_checkpoints": [True, False, False, False],
+        "static_sink_kept_for_last_checkpoint": [True] * 4,
+    }
+    for name, sinks in expected.items():
+        for r in results[name]:
+            assert r["sinks"] == sinks, (name, r["sinks"])
+            assert r["vs_torch"] <= 1e-6, f"{name}: differs from torch DDP by {r['vs_torch']}"
+
+
 @pytest.mark.parametrize("mode", ["default", "default_static", "view", "view_static"])
 def test_where_gradients_live(results: dict[str, list[Any]], mode: str) -> None:
     for r in results["grad_storage"]:

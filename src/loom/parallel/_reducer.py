@@ -42,6 +42,13 @@ CommHook = Callable[[Any, GradBucket], "torch.futures.Future[Any]"]
 # when backward starts, and no graph walk is needed. A parameter that fires more or fewer times than
 # recorded is a graph change and raises, naming it. The record is taken on the first *synchronized*
 # backward, so no_sync() steps before it are fine.
+#
+# The sink (the autograd Function the wrapper puts on the outputs, see _ddp.py) starts backward before any
+# hook fires, so the final callback goes on the outermost graph task. After the record it is needed only
+# if the first hook fired inside a reentrant backward (the last layers checkpointed), whose graph task ends
+# before the outer one. Otherwise the first hook starts backward just as well (the same graph runs its
+# nodes in the same order every time), and outputs go back unwrapped, as torch does after its first
+# static-graph iteration: an autograd node less per forward and per backward.
 
 
 class Reducer:
@@ -69,6 +76,7 @@ class Reducer:
         self.view_mode = gradient_as_bucket_view
         self.find_unused = find_unused_parameters and not static_graph
         self.static = StaticGraph(len(params)) if static_graph else None
+        self.needs_sink = self.find_unused or static_graph  # See NOTE [static graph] on the sink
         self.sync_create_graph = sync_create_graph
         self.comm_hook: CommHook | None = None
         self.comm_state: Any = None
@@ -131,11 +139,6 @@ class Reducer:
         self._create_graph = False
         if self.static is not None:
             self.static.start_iteration()
-
-    @property
-    def needs_sink(self) -> bool:
-        """Whether outputs pass through the sink that starts backward (static graph, unused parameters)."""
-        return self.static is not None or self.find_unused
 
     def prepare_for_backward(self, outputs: list[torch.Tensor]) -> None:
         """Called by a synchronized forward; several forwards may share one backward."""
@@ -237,9 +240,12 @@ class Reducer:
             for i in range(len(self.params)):
                 if i not in reached:
                     self._mark_unused(i)
-        elif self.static is not None and not self.static.recording:
-            for i in self.static.local_unused:
-                self._mark_unused(i)
+        elif self.static is not None:
+            if self.static.recording:
+                self.static.began()
+            else:
+                for i in self.static.local_unused:
+                    self._mark_unused(i)
 
     def _mark_unused(self, i: int) -> None:
         """Ready without a fresh gradient: its slot gets zeros, unless no_sync() steps left a real one."""
@@ -375,6 +381,7 @@ class Reducer:
                 assert static is not None
                 order = static.finish_recording(global_used, self._rank0_order)
                 self.rebuild(order)
+                self.needs_sink = not static.first_firing_outermost
         finally:
             self._expecting = False
             self._in_backward = False

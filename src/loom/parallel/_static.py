@@ -8,6 +8,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NoReturn
 
+import torch
+
+# the id of the graph task (one backward call; reentrant checkpointing runs its own) that runs the caller
+_graph_task_id: Callable[[], int] | None = getattr(torch._C, "_current_graph_task_id", None)
+
 
 class StaticGraph:
     """Hook firing counts, unused parameters and ready order recorded once, then enforced."""
@@ -20,6 +25,8 @@ class StaticGraph:
         self.global_used: list[bool] | None = None
         self._log: list[int] = []
         self.remaining: list[int] = []  # firings left per parameter in this iteration
+        self.first_firing_outermost = False  # the record's first hook ran in the graph task that began it
+        self._task: int | None = None
 
     def start_iteration(self) -> None:
         if self.recording:
@@ -27,7 +34,14 @@ class StaticGraph:
         else:
             self.remaining = list(self.counts)
 
+    def began(self) -> None:
+        """The recorded backward started (in the graph task that the final callback is queued on)."""
+        self._task = None if _graph_task_id is None else _graph_task_id()
+
     def fired(self, i: int) -> None:
+        if not self._log and self._task is not None:
+            assert _graph_task_id is not None
+            self.first_firing_outermost = _graph_task_id() == self._task  # not inside a reentrant backward
         self._log.append(i)
 
     def fired_set(self) -> set[int]:
