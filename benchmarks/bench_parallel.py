@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import json
 import os
 import socket
@@ -44,10 +45,18 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--world", type=int, default=2, help="processes to spawn on CPU (no torchrun)")
     parser.add_argument("--modes", default=None, help="comma-separated subset of modes (cuda)")
     parser.add_argument("--only", default=None, help="run only cases whose name contains this text")
-    parser.add_argument("--repeats", type=int, default=None, help="timed calls per contender (default 10)")
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="timed calls per contender (default 16 on CPU, 10 on CUDA)"
+    )
     parser.add_argument("--aa", action="store_true", help="A/A run: torch DDP in both slots (calibration)")
     parser.add_argument(
         "--runs", type=int, default=1, help="independent process groups on CPU, summarised by their median"
+    )
+    parser.add_argument(
+        "--instances",
+        type=int,
+        default=None,
+        help="DDP instances per contender, taking turns (default 4 on CPU, 1 on CUDA; NOTE [instances])",
     )
     return parser.parse_args()
 
@@ -128,6 +137,14 @@ class HookProfile:
         del self.reducer._launch
 
 
+def built(
+    ddp_class: Any, make: Callable[[], nn.Module], weights: dict[str, Any], kwargs: dict[str, Any]
+) -> Any:
+    model = make()
+    model.load_state_dict(weights)
+    return ddp_class(model, **kwargs)
+
+
 def make_step(
     ddp: nn.Module, batch: tuple[torch.Tensor, ...], loss_fn: Callable[[Any], torch.Tensor], cuda: bool
 ) -> Callable[[], None]:
@@ -146,8 +163,21 @@ def make_step(
     return step
 
 
-def steps_of(step: Callable[[], None], n: int) -> Callable[[], None]:
+# NOTE [instances]
+# Two torch DDPs built alike in the same process (same weights, same batch, timed in turns) ran at
+# persistently different speeds on the 2-core CPU: up to 4% apart over 22 timed calls each, in either
+# direction from one process pair to the next. What differs between them is where their parameters,
+# gradients, buckets and optimizer state landed in memory. Timing one Loom DDP against one torch DDP
+# measured that luck along with the implementations, so each contender is K instances built alike, and
+# each timed call runs the next one in turn: the medians then average over K placements per side.
+
+
+def steps_of(steps: list[Callable[[], None]], n: int) -> Callable[[], None]:
+    """One timed call: ``n`` training steps of the next instance in turn (see NOTE [instances])."""
+    turns = itertools.cycle(steps)
+
     def run() -> None:
+        step = next(turns)
         for _ in range(n):
             step()
 
@@ -204,19 +234,18 @@ def run_rank(rank: int, world: int, args: argparse.Namespace) -> None:
         torch.cuda.set_device(0)
         torch.backends.cudnn.benchmark = True
     dist.init_process_group("nccl" if cuda else "gloo", timeout=datetime.timedelta(seconds=120))
-    repeats = args.repeats or (3 if args.quick else 10)
+    repeats = args.repeats or (3 if args.quick else 10 if cuda else 16)
     suite = Suite(f"parallel-{args.device}", warmup=2 if args.quick else 3, repeats=repeats)
     steps = 2 if args.quick else (10 if cuda else 20)
     cases = cuda_cases(args.modes) if cuda else cpu_cases(args.quick, world)
     cases = [c for c in cases if args.only is None or args.only in c[0]]
+    instances = args.instances or (1 if cuda else 4)
     for name, make, kwargs, batch, per_rank in cases:
         torch.manual_seed(0)
-        base = make()
-        loom_model = make()
-        loom_model.load_state_dict(base.state_dict())
-        # --aa: a second torch DDP takes Loom's slot, to show how far apart two identical contenders land
-        loom = (TorchDDP if args.aa else LoomDDP)(loom_model, **kwargs)
-        anchor = TorchDDP(base, **kwargs)
+        weights = make().state_dict()
+        # --aa: torch DDPs take Loom's slot, to show how far apart two identical contenders land
+        looms = [built(TorchDDP if args.aa else LoomDDP, make, weights, kwargs) for _ in range(instances)]
+        anchors = [built(TorchDDP, make, weights, kwargs) for _ in range(instances)]
         if cuda:
             labels = batch[1]
             loss_fn = lambda out, labels=labels: nn.functional.cross_entropy(out.float(), labels)  # noqa: E731
@@ -224,20 +253,23 @@ def run_rank(rank: int, world: int, args: argparse.Namespace) -> None:
         else:
             loss_fn = lambda out: out.float().pow(2).mean()  # noqa: E731
             inputs = batch
-        loom_step = make_step(loom, inputs, loss_fn, cuda)
-        torch_step = make_step(anchor, inputs, loss_fn, cuda)
+        loom_steps = [make_step(ddp, inputs, loss_fn, cuda) for ddp in looms]
+        torch_steps = [make_step(ddp, inputs, loss_fn, cuda) for ddp in anchors]
+        for step in loom_steps + torch_steps:  # every instance past its first iterations before timing
+            for _ in range(3):
+                step()
         record = suite.compare(
             name,
-            loom=steps_of(loom_step, steps),
+            loom=steps_of(loom_steps, steps),
             items_per_call=per_rank * world * steps,
-            torch_ddp=steps_of(torch_step, steps),
+            torch_ddp=steps_of(torch_steps, steps),
         )
         if args.aa:
-            del loom, anchor, loom_step, torch_step
+            del looms, anchors, loom_steps, torch_steps
             continue
-        profile = HookProfile(loom.reducer)
+        profile = HookProfile(looms[0].reducer)
         for _ in range(steps):
-            loom_step()
+            loom_steps[0]()
         profile.remove()
         bookkeeping_s = profile.hook_s - profile.copy_s - profile.launch_s
         record.extra = {
@@ -248,9 +280,10 @@ def run_rank(rank: int, world: int, args: argparse.Namespace) -> None:
             "hook_overhead_us_per_call": bookkeeping_s / max(profile.calls, 1) * 1e6,
             "bucket_copy_us_per_step": profile.copy_s / steps * 1e6,
             "bucket_launch_us_per_step": profile.launch_s / steps * 1e6,
-            "buckets": len(loom.reducer.buckets),
+            "buckets": len(looms[0].reducer.buckets),
+            "instances": instances,
         }
-        del loom, anchor, loom_step, torch_step
+        del looms, anchors, loom_steps, torch_steps
         if cuda:
             torch.cuda.empty_cache()
     if rank == 0:
