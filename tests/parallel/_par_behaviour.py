@@ -31,7 +31,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as TorchDDP
 
 from loom.parallel import DistributedDataParallel as LoomDDP
-from loom.parallel import GradBucket
+from loom.parallel import GradBucket, _static
 from loom.parallel.comm_hooks import PowerSGDState, powerSGD_hook
 
 
@@ -199,6 +199,16 @@ def static_sink_dropped_for_inner_checkpoints(rank: int, world: int) -> dict[str
 
 def static_sink_kept_for_last_checkpoint(rank: int, world: int) -> dict[str, Any]:
     return _static_sink(CheckpointLast, 4)
+
+
+def static_sink_kept_without_graph_task_ids(rank: int, world: int) -> dict[str, Any]:
+    """A torch without ``_current_graph_task_id``: no way to tell reentrant backward apart, keep the sink."""
+    real = _static._graph_task_id
+    _static._graph_task_id = None
+    try:
+        return _static_sink(MLP, 4)
+    finally:
+        _static._graph_task_id = real
 
 
 def shape_mismatch(rank: int, world: int) -> dict[str, Any]:
@@ -382,6 +392,7 @@ CASES = [
     static_sink_dropped,
     static_sink_dropped_for_inner_checkpoints,
     static_sink_kept_for_last_checkpoint,
+    static_sink_kept_without_graph_task_ids,
     grad_storage,
     collectives_per_step,
 ]

@@ -121,6 +121,7 @@ def test_static_graph_sink_only_where_needed(results: dict[str, list[Any]]) -> N
         "static_sink_dropped": [True, False, False, False],
         "static_sink_dropped_for_inner_checkpoints": [True, False, False, False],
         "static_sink_kept_for_last_checkpoint": [True] * 4,
+        "static_sink_kept_without_graph_task_ids": [True] * 4,
     }
     for name, sinks in expected.items():
         for r in results[name]:
