@@ -31,7 +31,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as TorchDDP
 
-from bench_parallel import MLP, RecModel
+from bench_parallel import MLP, RecModel, built
 from harness import format_rows, machine_info
 from loom.parallel import DistributedDataParallel as LoomDDP
 
@@ -76,12 +76,11 @@ def measure_case(
     torch.manual_seed(0)
     weights = make().state_dict()
 
-    def built() -> nn.Module:
-        model = make()
-        model.load_state_dict(weights)
-        return model
-
-    contenders = {"plain": built(), "loom": LoomDDP(built(), **kwargs), "torch": TorchDDP(built(), **kwargs)}
+    contenders = {
+        "plain": built(lambda m: m, make, weights, {}),
+        "loom": built(LoomDDP, make, weights, kwargs),
+        "torch": built(TorchDDP, make, weights, kwargs),
+    }
     step_of = {who: timed_step(model, batch) for who, model in contenders.items()}
     for _ in range(20):  # past the first iterations (static graph record, bucket rebuilds)
         for step in step_of.values():
