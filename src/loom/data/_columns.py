@@ -35,6 +35,23 @@ def check_int(call: str, arg: str, value: Any, minimum: int) -> None:
         raise ValueError(f"{call}: {arg} must be >= {minimum}, got {value}")
 
 
+def unzip_columns(sequence_length: int, columns_to_skip: Any) -> list[int]:
+    """The columns ``unzip`` keeps, checked: ``sequence_length`` >= 1, skips in range, at least one kept."""
+    check_int("unzip", "sequence_length", sequence_length, 1)
+    skips = set() if columns_to_skip is None else set(columns_to_skip)
+    for c in skips:
+        if isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < sequence_length:
+            raise ValueError(
+                f"unzip: columns_to_skip must hold ints in [0, {sequence_length - 1}], got {c!r}"
+            )
+    columns = [i for i in range(sequence_length) if i not in skips]
+    if not columns:
+        raise ValueError(
+            f"unzip: columns_to_skip={sorted(skips)} skips every column of sequence_length={sequence_length}"
+        )
+    return columns
+
+
 def check_input_col(call: str, fn: Callable[..., Any], input_col: Any) -> None:
     """``fn`` must accept as many positional arguments as ``input_col`` selects (torchdata's rule)."""
     try:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from operator import itemgetter
 from typing import Any
 
-from loom.data._columns import check_fn, check_int
+from loom.data._columns import check_fn, check_int, unzip_columns
 from loom.data._datapipe import IterDataPipe, functional_datapipe
 from loom.data.iter._children import _ChildDataPipe, _Container, _DemuxLive
 
@@ -120,19 +120,8 @@ class UnZipper(IterDataPipe):
         columns_to_skip: Any = None,
     ) -> Any:
         _check_source("unzip", source_datapipe)
-        check_int("unzip", "sequence_length", sequence_length, 1)
+        columns = unzip_columns(sequence_length, columns_to_skip)
         _check_buffer_size("unzip", buffer_size)
-        skips = set() if columns_to_skip is None else set(columns_to_skip)
-        for c in skips:
-            if isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < sequence_length:
-                raise ValueError(
-                    f"unzip: columns_to_skip must hold ints in [0, {sequence_length - 1}], got {c!r}"
-                )
-        columns = [i for i in range(sequence_length) if i not in skips]
-        if not columns:
-            raise ValueError(
-                f"unzip: columns_to_skip={sorted(skips)} skips every column of sequence_length={sequence_length}"
-            )
         container = _UnZipContainer(source_datapipe, columns, buffer_size)
         return [_ChildDataPipe(container, i) for i in range(len(columns))]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import operator
 from typing import Any
 
-from loom.data._columns import check_int
+from loom.data._columns import unzip_columns
 from loom.data._datapipe import MapDataPipe, functional_datapipe
 
 __all__ = ["Concater", "UnZipper", "Zipper"]
@@ -134,16 +134,5 @@ class UnZipper(MapDataPipe):
     def __new__(cls, source_datapipe: MapDataPipe, sequence_length: int, columns_to_skip: Any = None) -> Any:
         if not isinstance(source_datapipe, MapDataPipe):
             raise TypeError(f"unzip: the source must be a MapDataPipe, got {type(source_datapipe).__name__}")
-        check_int("unzip", "sequence_length", sequence_length, 1)
-        skips = set() if columns_to_skip is None else set(columns_to_skip)
-        for c in skips:
-            if isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < sequence_length:
-                raise ValueError(
-                    f"unzip: columns_to_skip must hold ints in [0, {sequence_length - 1}], got {c!r}"
-                )
-        columns = [i for i in range(sequence_length) if i not in skips]
-        if not columns:
-            raise ValueError(
-                f"unzip: columns_to_skip={sorted(skips)} skips every column of sequence_length={sequence_length}"
-            )
+        columns = unzip_columns(sequence_length, columns_to_skip)
         return [_Column(source_datapipe, c) for c in columns]
