@@ -1,10 +1,11 @@
-"""Every loom.func test runs with the slow per-example fallback turned into an error."""
+"""Every loom.func test runs with the slow per-example fallback turned into an error; ``float64`` on request."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
+import torch
 
 from loom.func import set_vmap_fallback
 
@@ -29,3 +30,13 @@ def _forward_ad_decompositions_loaded() -> None:
         loader = getattr(fwad, "_maybe_load_decompositions", None)
         if loader is not None:
             loader()
+
+
+@pytest.fixture
+def float64() -> Iterator[None]:
+    """Default dtype float64 and seed 0 for the test (``pytestmark = pytest.mark.usefixtures("float64")``)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    torch.manual_seed(0)
+    yield
+    torch.set_default_dtype(previous)

@@ -6,7 +6,7 @@ Loom and torch.func; the traced graph must hold only aten ops.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,16 +22,10 @@ from ..test_autodiff import COMPOSITIONS
 from ._graph_checks import assert_flat_aten_graph
 
 # torch.func (the oracle) loads its forward-AD decompositions with torch.jit.script on first use.
-pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
-
-
-@pytest.fixture(autouse=True)
-def _float64() -> Iterator[None]:
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    torch.manual_seed(0)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning"),
+    pytest.mark.usefixtures("float64"),
+]
 
 
 def check_compiled(

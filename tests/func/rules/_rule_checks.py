@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import pytest
 import torch
 import torch.func as tf
 
@@ -14,16 +13,7 @@ from loom.func._batched import PATH_USED
 
 from .._checks import assert_trees_close, check_vmap, loop_vmap
 
-__all__ = ["assert_rule_used", "check_all", "check_vmap", "check_vmap_vjp", "float64"]
-
-
-@pytest.fixture
-def float64() -> Iterator[None]:
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    torch.manual_seed(0)
-    yield
-    torch.set_default_dtype(previous)
+__all__ = ["assert_rule_used", "check_all", "check_vmap", "check_vmap_vjp"]
 
 
 def check_vmap_vjp(

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from ._rule_checks import assert_rule_used, check_all, check_vmap, float64  # noqa: F401
+from ._rule_checks import assert_rule_used, check_all, check_vmap
 
 pytestmark = pytest.mark.usefixtures("float64")
 aten = torch.ops.aten

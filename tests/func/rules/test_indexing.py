@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 import loom.func as lf
 
-from ._rule_checks import assert_rule_used, check_all, check_vmap, check_vmap_vjp, float64  # noqa: F401
+from ._rule_checks import assert_rule_used, check_all, check_vmap, check_vmap_vjp
 
 pytestmark = pytest.mark.usefixtures("float64")
 aten = torch.ops.aten

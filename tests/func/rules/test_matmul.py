@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from ._rule_checks import assert_rule_used, check_all, float64  # noqa: F401
+from ._rule_checks import assert_rule_used, check_all
 
 pytestmark = pytest.mark.usefixtures("float64")
 aten = torch.ops.aten

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 import loom.func as lf
 
-from ._rule_checks import assert_rule_used, check_all, float64  # noqa: F401
+from ._rule_checks import assert_rule_used, check_all
 
 pytestmark = pytest.mark.usefixtures("float64")
 aten = torch.ops.aten
