@@ -1,9 +1,9 @@
-"""Shared checks for loom.data tests: resume at every position, plain-data state."""
+"""Shared checks for loom.data tests: resume at every position, plain-data state, buffer overflows."""
 
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -76,3 +76,14 @@ def assert_resumes_identically(build_pipe: Callable[[], Any], *, every: int = 1)
             )
     # A state taken at the end restores into an exhausted iterator.
     return reference
+
+
+def until_buffer_error(it: Iterator[Any]) -> tuple[list[Any], bool]:
+    """What ``it`` yields before it raises ``BufferError`` (a full buffer), and whether it raised."""
+    out = []
+    try:
+        for x in it:
+            out.append(x)
+    except BufferError:
+        return out, True
+    return out, False

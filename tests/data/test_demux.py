@@ -8,7 +8,7 @@ import pytest
 from loom.data import set_graph_random_seed
 from loom.data.iter import Concater, Demultiplexer, IterableWrapper, MultiplexerLongest, ZipperLongest
 
-from ._checks import assert_resumes_identically
+from ._checks import assert_resumes_identically, until_buffer_error
 from ._oracle import torch_iter
 from ._split_checks import assert_children_resume_in_lockstep, assert_children_resume_interleaved
 
@@ -19,16 +19,6 @@ def mod3(x: int) -> int:
 
 def none_for_zero(x: int) -> int | None:
     return None if x % 4 == 0 else x % 2
-
-
-def _until_error(it):  # type: ignore[no-untyped-def]
-    out = []
-    try:
-        for x in it:
-            out.append(x)
-    except BufferError:
-        return out, True
-    return out, False
 
 
 @pytest.mark.parametrize("n", [0, 1, 10])
@@ -62,7 +52,7 @@ def _zip_longest(children):  # type: ignore[no-untyped-def]
 def test_buffer_overflow_as_torch(buffer_size) -> None:
     a, _ = IterableWrapper(range(30)).demux(2, lambda x: int(x >= 3), buffer_size=buffer_size)
     ta, _ = torch_iter.IterableWrapper(range(30)).demux(2, lambda x: int(x >= 3), buffer_size=buffer_size)
-    assert _until_error(iter(a)) == _until_error(iter(ta))
+    assert until_buffer_error(iter(a)) == until_buffer_error(iter(ta))
     a, _ = IterableWrapper(range(30)).demux(2, lambda x: x % 2, buffer_size=buffer_size)
     with pytest.raises(
         BufferError, match=r"demux: buffer overflow: child 0 .* wait for the other children \(child 1 holds"

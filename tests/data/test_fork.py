@@ -9,19 +9,9 @@ import torch
 from loom.data import DataLoader2, MultiProcessingReadingService, set_graph_random_seed
 from loom.data.iter import Concater, Forker, IterableWrapper, Zipper
 
-from ._checks import assert_resumes_identically
+from ._checks import assert_resumes_identically, until_buffer_error
 from ._oracle import torch_iter
 from ._split_checks import assert_children_resume_in_lockstep, assert_children_resume_interleaved
-
-
-def _until_error(it):  # type: ignore[no-untyped-def]
-    out = []
-    try:
-        for x in it:
-            out.append(x)
-    except BufferError:
-        return out, True
-    return out, False
 
 
 @pytest.mark.parametrize("n", [0, 1, 7])
@@ -47,7 +37,7 @@ def test_one_instance_is_the_source() -> None:
 def test_buffer_overflow_as_torch(buffer_size) -> None:
     a, _ = IterableWrapper(range(20)).fork(2, buffer_size=buffer_size)
     ta, _ = torch_iter.IterableWrapper(range(20)).fork(2, buffer_size=buffer_size)
-    assert _until_error(iter(a)) == _until_error(iter(ta))
+    assert until_buffer_error(iter(a)) == until_buffer_error(iter(ta))
     a, _ = IterableWrapper(range(20)).fork(2, buffer_size=buffer_size)
     with pytest.raises(
         BufferError,

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from loom.data.iter import IterableWrapper, IterKeyZipper
 
-from ._checks import assert_resumes_identically
+from ._checks import assert_resumes_identically, until_buffer_error
 from ._oracle import torchdata_iter
 
 
@@ -56,27 +56,17 @@ def test_ref_key_fn() -> None:
     assert list(ours) == list(theirs)
 
 
-def _until_error(it):  # type: ignore[no-untyped-def]
-    out = []
-    try:
-        for x in it:
-            out.append(x)
-    except BufferError:
-        return out, True
-    return out, False
-
-
 def test_small_buffer_drops_oldest_with_a_warning() -> None:
     td = torchdata_iter()
     src = [(i, i) for i in range(6)]
     ref = [(i, i) for i in (5, 4, 3, 2, 1, 0)]
     with pytest.warns(UserWarning, match=r"zip_with_iter: the buffer is full \(buffer_size=2\)"):
-        ours = _until_error(
+        ours = until_buffer_error(
             iter(IterableWrapper(src).zip_with_iter(IterableWrapper(ref), first, buffer_size=2))
         )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        theirs = _until_error(
+        theirs = until_buffer_error(
             iter(td.IterableWrapper(src).zip_with_iter(td.IterableWrapper(ref), first, buffer_size=2))
         )
     assert ours == theirs and ours[1]
@@ -94,10 +84,10 @@ def test_matches_torchdata_property(n, buffer_size, seed) -> None:
     src, ref = _data(n, seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ours = _until_error(
+        ours = until_buffer_error(
             iter(IterableWrapper(src).zip_with_iter(IterableWrapper(ref), first, buffer_size=buffer_size))
         )
-        theirs = _until_error(
+        theirs = until_buffer_error(
             iter(
                 td.IterableWrapper(src).zip_with_iter(td.IterableWrapper(ref), first, buffer_size=buffer_size)
             )
