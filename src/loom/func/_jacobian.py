@@ -67,7 +67,6 @@ def jacrev_impl(
     if not flat_out:
         raise RuntimeError(f"{call}: the function returned no Tensors")
     basis = _basis(flat_out)
-    total = basis[0].shape[0]
     grads = vmap_impl(
         lambda cts: vjp_fn(pytree.tree_unflatten(list(cts), out_spec)),
         0,
@@ -84,7 +83,6 @@ def jacrev_impl(
         n = o.numel()
         jac_blocks.append([g[start : start + n].reshape(*o.shape, *g.shape[1:]) for g in grads])
         start += n
-    del total
     jac = _structure(jac_blocks, out_spec, in_spec, argnums)
     return (jac, res[2]) if has_aux else jac
 
