@@ -182,7 +182,8 @@ def main() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     if args.world == 1:
-        run_rank(0, 1, port, args)
+        run_rank(0, 1, port, args)  # in this process; it leaves through os._exit
+        return
     import torch.multiprocessing as mp
 
     mp.start_processes(run_rank, args=(args.world, port, args), nprocs=args.world, start_method="spawn")
